@@ -1,0 +1,96 @@
+"""Engine creation for the record store: SQLite (WAL, immediate write transactions, FTS5) or any
+SQLAlchemy URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.pool import StaticPool
+from sqlmodel import SQLModel
+
+from agentforge.errors import ConfigError
+from agentforge.memory import records  # noqa: F401  (registers the tables)
+
+SCHEMA_VERSION = "1"
+
+_FTS_DDL = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5("
+    "title, content, tags, content='memory', content_rowid='seq', tokenize='porter unicode61')",
+    "CREATE TRIGGER IF NOT EXISTS memory_fts_ai AFTER INSERT ON memory BEGIN "
+    "INSERT INTO memory_fts(rowid, title, content, tags) "
+    "VALUES (new.seq, new.title, new.content, new.tags); END",
+    "CREATE TRIGGER IF NOT EXISTS memory_fts_ad AFTER DELETE ON memory BEGIN "
+    "INSERT INTO memory_fts(memory_fts, rowid, title, content, tags) "
+    "VALUES ('delete', old.seq, old.title, old.content, old.tags); END",
+    "CREATE TRIGGER IF NOT EXISTS memory_fts_au AFTER UPDATE OF title, content, tags ON memory "
+    "BEGIN INSERT INTO memory_fts(memory_fts, rowid, title, content, tags) "
+    "VALUES ('delete', old.seq, old.title, old.content, old.tags); "
+    "INSERT INTO memory_fts(rowid, title, content, tags) "
+    "VALUES (new.seq, new.title, new.content, new.tags); END",
+)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    in_memory = url in {"sqlite://", "sqlite:///:memory:"}
+    if not in_memory:
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.parent.exists():
+            raise ConfigError(f"database directory does not exist: {path.parent}")
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 60}}
+    if in_memory:
+        kwargs["poolclass"] = StaticPool
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        if not in_memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Write transactions take the write lock up front so that check-then-insert (dedupe)
+        # is atomic across processes; reads stay deferred and never block each other.
+        immediate = conn.get_execution_options().get("immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine for `url` and the schema if it is missing."""
+    if url.startswith("sqlite"):
+        engine = _sqlite_engine(url)
+    else:
+        try:
+            engine = create_engine(url, pool_pre_ping=True)
+        except Exception as exc:  # bad URL or missing driver
+            raise ConfigError(f"cannot use database URL {url!r}: {exc}") from exc
+    _create_schema(engine)
+    return engine
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _create_schema(engine: Engine) -> None:
+    with engine.execution_options(immediate=True).begin() as conn:
+        SQLModel.metadata.create_all(conn)
+        if is_sqlite(engine):
+            for ddl in _FTS_DDL:
+                conn.execute(text(ddl))
+        conn.execute(
+            text(
+                "INSERT INTO meta(key, value) SELECT 'schema_version', :v "
+                "WHERE NOT EXISTS (SELECT 1 FROM meta WHERE key = 'schema_version')"
+            ),
+            {"v": SCHEMA_VERSION},
+        )

@@ -1,0 +1,87 @@
+"""Weighted reciprocal-rank fusion of recall channels, and the token budget.
+
+Each channel ranks the candidates it knows (1 = best); ties share a rank, so a channel in which
+all candidates are equal (e.g. utility before any outcome is known) changes no order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+CHANNELS = ("dense", "keyword", "recency", "utility")
+
+
+@dataclass(frozen=True)
+class FusionWeights:
+    """Weights of the recall channels in reciprocal-rank fusion, and the candidate pool size."""
+
+    dense: float = 1.0
+    keyword: float = 1.0
+    recency: float = 0.0
+    utility: float = 0.3
+    rrf_k: float = 60.0
+    candidates: int = 60  # candidates fetched per channel
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FusionWeights:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def ranks_by_score(scored: Iterable[tuple[str, float]]) -> dict[str, int]:
+    """Competition ranks (1, 1, 3, …) of ids by descending score."""
+    ordered = sorted(scored, key=lambda item: -item[1])
+    ranks: dict[str, int] = {}
+    previous: float | None = None
+    rank = 0
+    for position, (key, score) in enumerate(ordered, start=1):
+        if previous is None or not math.isclose(score, previous, rel_tol=1e-9, abs_tol=1e-12):
+            rank = position
+            previous = score
+        ranks[key] = rank
+    return ranks
+
+
+def fuse(
+    channel_ranks: Mapping[str, Mapping[str, int]], weights: FusionWeights
+) -> list[tuple[str, float]]:
+    """Weighted RRF: score(id) = sum over channels of w_c / (rrf_k + rank_c(id)).
+
+    A channel whose every candidate shares one rank carries no information and is skipped.
+    """
+    scores: dict[str, float] = {}
+    for channel, ranks in channel_ranks.items():
+        weight = getattr(weights, channel)
+        if weight == 0 or not ranks or (len(set(ranks.values())) == 1 and len(ranks) > 1):
+            continue
+        for key, rank in ranks.items():
+            scores[key] = scores.get(key, 0.0) + weight / (weights.rrf_k + rank)
+    return sorted(scores.items(), key=lambda item: -item[1])
+
+
+def estimate_tokens(text: str) -> int:
+    return max(1, math.ceil(len(text) / 4))
+
+
+def apply_budget(
+    items: Sequence[Any], *, k: int | None, token_budget: int | None, text_of: Callable[[Any], str]
+) -> list[Any]:
+    """The best items that fit `k` and the token budget, in order."""
+    chosen: list[Any] = []
+    used = 0
+    for item in items:
+        if k is not None and len(chosen) >= k:
+            break
+        if token_budget is not None:
+            cost = estimate_tokens(text_of(item))
+            if used + cost > token_budget:
+                break
+            used += cost
+        chosen.append(item)
+    return chosen

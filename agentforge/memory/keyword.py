@@ -1,0 +1,74 @@
+"""Keyword channel: BM25 over SQLite FTS5 (porter stemming), with a stop-word-free OR query."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from sqlalchemy import bindparam, text
+from sqlmodel import Session
+
+_WORD = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
+
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had
+    has have having he her here hers herself him himself his how i if in into is it its itself just
+    me more most my myself no nor not now of off on once only or other our ours ourselves out over
+    own same she should so some such than that the their theirs them themselves then there these
+    they this those through to too under until up very was we were what when where which while who
+    whom why will with would you your yours yourself yourselves s t don ll re ve d m o y
+    shall may might must""".split()
+)
+
+
+def query_terms(query: str) -> list[str]:
+    """Distinct lower-case terms of a query, stop words and one-letter words dropped."""
+    seen: dict[str, None] = {}
+    for word in _WORD.findall(query.lower()):
+        word = word.split("'")[0]
+        if len(word) > 1 and word not in STOPWORDS:
+            seen.setdefault(word, None)
+    return list(seen)
+
+
+def fts_query(query: str) -> str | None:
+    """An FTS5 MATCH expression: each term quoted (no operator injection), joined by OR."""
+    terms = query_terms(query)
+    if not terms:
+        return None
+    return " OR ".join(f'"{term}"' for term in terms)
+
+
+def keyword_search(
+    session: Session,
+    namespace: str,
+    query: str,
+    n: int,
+    *,
+    levels: Sequence[str] | None = None,
+    kinds: Sequence[str] | None = None,
+) -> list[tuple[str, float]]:
+    """Top `n` active records of `namespace` by BM25; scores are positive, higher is better."""
+    match = fts_query(query)
+    if match is None:
+        return []
+    sql = (
+        "SELECT m.id, -bm25(memory_fts, 0.5, 1.0, 0.5) AS score FROM memory_fts "
+        "JOIN memory m ON m.seq = memory_fts.rowid "
+        "WHERE memory_fts MATCH :match AND m.namespace = :ns AND m.status = 'active'"
+    )
+    params: dict[str, object] = {"match": match, "ns": namespace, "n": n}
+    binds = []
+    if levels:
+        sql += " AND m.level IN :levels"
+        params["levels"] = list(levels)
+        binds.append(bindparam("levels", expanding=True))
+    if kinds:
+        sql += " AND m.kind IN :kinds"
+        params["kinds"] = list(kinds)
+        binds.append(bindparam("kinds", expanding=True))
+    sql += " ORDER BY bm25(memory_fts, 0.5, 1.0, 0.5) LIMIT :n"
+    stmt = text(sql).bindparams(*binds) if binds else text(sql)
+    rows = session.connection().execute(stmt, params).all()
+    return [(row[0], float(row[1])) for row in rows]

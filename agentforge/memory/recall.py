@@ -1,0 +1,210 @@
+"""`recall`, the hot path: embed (one call for the batch) → channels (dense: one index query per
+namespace/filter group; keyword: BM25) → candidates → filter → fuse → budget → log.
+
+Concurrent recalls are coalesced into one `recall_batch` call by the engine's micro-batcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from sqlmodel import Session, col, select
+
+from agentforge.memory.components import Components
+from agentforge.memory.fusion import FusionWeights, apply_budget, fuse, ranks_by_score
+from agentforge.memory.records import MemoryRecord, RecallLog
+from agentforge.memory.store import blob_to_vector
+from agentforge.types import ChannelRanks, Level, Provenance, RecallHit, RecallResult, Status
+
+
+@dataclass(frozen=True)
+class RecallRequest:
+    query: str
+    namespace: str
+    k: int | None = 10
+    token_budget: int | None = None
+    levels: tuple[str, ...] | None = None
+    kinds: tuple[str, ...] | None = None
+    tags: tuple[str, ...] | None = None  # any of these tags
+    since: datetime | None = None  # occurred_at window
+    until: datetime | None = None
+    as_of: datetime | None = None  # what was valid at that time
+    run_id: str | None = None
+    log: bool = True
+    weights: FusionWeights = field(default_factory=FusionWeights)
+
+    def where(self) -> dict[str, list[str]] | None:
+        where: dict[str, list[str]] = {}
+        if self.levels:
+            where["level"] = list(self.levels)
+        if self.kinds:
+            where["kind"] = list(self.kinds)
+        return where or None
+
+
+def _passes(r: MemoryRecord, q: RecallRequest) -> bool:
+    if q.as_of is None:
+        if r.status != Status.ACTIVE.value:
+            return False
+    elif (
+        r.created_at > q.as_of
+        or r.valid_from > q.as_of
+        or (r.valid_to is not None and r.valid_to <= q.as_of)
+        or r.status == "forgotten"
+    ):
+        return False
+    if (q.levels and r.level not in q.levels) or (q.kinds and r.kind not in q.kinds):
+        return False
+    if q.tags and not set(q.tags) & set(r.tags):
+        return False
+    if q.since and r.occurred_at < q.since:
+        return False
+    return not (q.until and r.occurred_at > q.until)
+
+
+def _historic_dense(
+    s: Session, q: RecallRequest, vector: np.ndarray, n: int
+) -> list[tuple[str, float]]:
+    """For `as_of` recalls: closed records (not in the index) scored by brute force."""
+    stmt = select(MemoryRecord.id, MemoryRecord.embedding).where(
+        MemoryRecord.namespace == q.namespace,
+        MemoryRecord.status != Status.ACTIVE.value,
+        MemoryRecord.status != Status.FORGOTTEN.value,
+        MemoryRecord.valid_from <= q.as_of,
+        col(MemoryRecord.valid_to) > q.as_of,
+    )
+    rows = s.exec(stmt).all()
+    if not rows:
+        return []
+    matrix = np.stack([blob_to_vector(blob) for _, blob in rows])
+    scores = matrix @ vector
+    order = np.argsort(-scores)[:n]
+    return [(rows[i][0], float(scores[i])) for i in order]
+
+
+def _keyword(c: Components, requests: Sequence[RecallRequest]) -> list[list[tuple[str, float]]]:
+    with c.store.read() as s:
+        return [
+            c.store.keyword(s, q.namespace, q.query, q.weights.candidates, q.levels, q.kinds)
+            for q in requests
+        ]
+
+
+async def _dense(
+    c: Components, requests: Sequence[RecallRequest], vectors: np.ndarray
+) -> list[list[tuple[str, float]]]:
+    """One index query per (namespace, filter, pool size) group of the batch."""
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for i, q in enumerate(requests):
+        where = q.where()
+        key = (q.namespace, repr(sorted(where.items())) if where else None, q.weights.candidates)
+        groups.setdefault(key, []).append(i)
+    out: list[list[tuple[str, float]]] = [[] for _ in requests]
+
+    async def run(indices: list[int]) -> None:
+        q = requests[indices[0]]
+        hits = await c.index.query(q.namespace, vectors[indices], q.weights.candidates, q.where())
+        for i, h in zip(indices, hits, strict=True):
+            out[i] = h
+
+    await asyncio.gather(*(run(ix) for ix in groups.values()))
+    return out
+
+
+def _fetch(
+    c: Components,
+    requests: Sequence[RecallRequest],
+    vectors: np.ndarray,
+    dense: list[list[tuple[str, float]]],
+    keyword: list[list[tuple[str, float]]],
+) -> dict[str, MemoryRecord]:
+    with c.store.read() as s:
+        for i, q in enumerate(requests):
+            if q.as_of is not None:
+                dense[i] = sorted(
+                    dense[i] + _historic_dense(s, q, vectors[i], q.weights.candidates),
+                    key=lambda h: -h[1],
+                )[: q.weights.candidates]
+        ids = {h[0] for hits in (*dense, *keyword) for h in hits}
+        return c.store.fetch(s, list(ids))
+
+
+def _hits(
+    q: RecallRequest,
+    dense: list[tuple[str, float]],
+    keyword: list[tuple[str, float]],
+    records: dict[str, MemoryRecord],
+) -> list[RecallHit]:
+    ok = {i for i, _ in (*dense, *keyword) if i in records and _passes(records[i], q)}
+    ranks = {
+        "dense": ranks_by_score([h for h in dense if h[0] in ok]),
+        "keyword": ranks_by_score([h for h in keyword if h[0] in ok]),
+        "recency": ranks_by_score([(i, records[i].occurred_at.timestamp()) for i in ok]),
+        "utility": ranks_by_score([(i, records[i].utility) for i in ok]),
+    }
+    fused = fuse(ranks, q.weights)
+    chosen = apply_budget(
+        fused, k=q.k, token_budget=q.token_budget, text_of=lambda item: records[item[0]].content
+    )
+    return [_to_hit(records[i], score, ranks) for i, score in chosen]
+
+
+def _to_hit(r: MemoryRecord, score: float, ranks: dict[str, dict[str, int]]) -> RecallHit:
+    return RecallHit(
+        id=r.id,
+        namespace=r.namespace,
+        level=Level(r.level),
+        kind=r.kind,
+        content=r.content,
+        title=r.title,
+        tags=list(r.tags),
+        metadata=dict(r.meta or {}),
+        score=score,
+        ranks=ChannelRanks(**{c: ranks[c].get(r.id) for c in ranks}),
+        provenance=Provenance(source=r.source, step=r.step, role=r.role, trust=r.trust),
+        created_at=r.created_at,
+        occurred_at=r.occurred_at,
+        utility=r.utility,
+        doc_id=r.doc_id,
+    )
+
+
+async def recall_batch(c: Components, requests: Sequence[RecallRequest]) -> list[RecallResult]:
+    start = time.perf_counter()
+    keyword_task = asyncio.create_task(asyncio.to_thread(_keyword, c, requests))
+    vectors = await c.embedder.embed([q.query for q in requests], query=True)
+    dense = await _dense(c, requests, vectors)
+    keyword = await keyword_task
+    records = await asyncio.to_thread(_fetch, c, requests, vectors, dense, keyword)
+    results = [
+        RecallResult(
+            query=q.query, namespace=q.namespace, hits=_hits(q, dense[i], keyword[i], records)
+        )
+        for i, q in enumerate(requests)
+    ]
+    elapsed = (time.perf_counter() - start) * 1000
+    logs = [
+        RecallLog(
+            namespace=q.namespace,
+            query=q.query,
+            run_id=q.run_id,
+            result_ids=[h.id for h in r.hits],
+            scores=[h.score for h in r.hits],
+            latency_ms=elapsed,
+        )
+        for q, r in zip(requests, results, strict=True)
+        if q.log
+    ]
+    if logs:
+        log_ids = iter(await asyncio.to_thread(c.store.log_recalls, logs))
+        for q, r in zip(requests, results, strict=True):
+            if q.log:
+                r.recall_id = next(log_ids)
+    for r in results:
+        r.latency_ms = elapsed
+    return results

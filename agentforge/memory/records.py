@@ -1,0 +1,140 @@
+"""SQLModel tables of the record store.
+
+`memory` holds every level of the hierarchy (episode, experience, insight, skill, tool lesson),
+with provenance, a validity interval, usage statistics and the embedding (the vector index is
+derived from it and can always be rebuilt). `history` records every change under an `operation`;
+`recall_log` records every recall so outcomes can credit what was recalled.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """An aware UTC datetime; a naive one is taken to be UTC already."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class MemoryRecord(SQLModel, table=True):
+    __tablename__ = "memory"
+    __table_args__ = (
+        Index("ix_memory_ns_hash", "namespace", "level", "content_hash"),
+        Index("ix_memory_ns_doc", "namespace", "doc_id"),
+        Index("ix_memory_ns_status_level", "namespace", "status", "level"),
+        Index("ix_memory_index_state", "index_state"),
+    )
+
+    # An integer primary key keeps SQLite's rowid stable (VACUUM), which the FTS5 index relies on.
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(unique=True)
+    namespace: str
+    level: str
+    kind: str = "fact"
+    title: str | None = None
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    content_hash: str
+    doc_id: str | None = None
+    chunk_index: int = 0
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column("metadata", JSON))
+    key: str | None = Field(default=None, index=True)  # facts with one key supersede each other
+    status: str = "active"
+    created_at: datetime = Field(default_factory=utcnow)
+    occurred_at: datetime = Field(default_factory=utcnow)
+    valid_from: datetime = Field(default_factory=utcnow)
+    valid_to: datetime | None = None
+    superseded_by: str | None = None
+    source: str | None = None
+    step: int | None = None
+    role: str | None = None
+    trust: str = "observed"
+    recalls: int = 0
+    successes: int = 0
+    failures: int = 0
+    utility: float = 0.5
+    last_recalled_at: datetime | None = None
+    embedding: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    embedding_model: str = ""
+    index_state: str = "pending"  # pending: the vector index must be brought in line; synced
+
+
+class ToolRecord(SQLModel, table=True):
+    """Tool memory: per namespace and tool, calls, outcomes, latency, cost, errors and fixes."""
+
+    __tablename__ = "tool_memory"
+
+    namespace: str = Field(primary_key=True)
+    name: str = Field(primary_key=True)
+    description: str = ""
+    calls: int = 0
+    successes: int = 0
+    failures: int = 0
+    total_latency_ms: float = 0.0
+    total_cost: float = 0.0
+    errors: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    examples: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON))
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Operation(SQLModel, table=True):
+    """One logical change (retain, reflect, forget, import, credit, undo) grouping history rows."""
+
+    __tablename__ = "operation"
+
+    id: str = Field(primary_key=True)
+    kind: str
+    namespace: str | None = None
+    started_at: datetime = Field(default_factory=utcnow)
+    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    undone_by: str | None = None
+    undoes: str | None = None
+
+
+class HistoryEntry(SQLModel, table=True):
+    __tablename__ = "history"
+
+    id: int | None = Field(default=None, primary_key=True)
+    op_id: str = Field(index=True)
+    record_id: str = Field(index=True)
+    namespace: str
+    action: str  # create | update | merge | supersede | forget | credit | restore
+    before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    reason: str = ""
+    at: datetime = Field(default_factory=utcnow)
+
+
+class RecallLog(SQLModel, table=True):
+    __tablename__ = "recall_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    namespace: str
+    query: str = Field(sa_column=Column(Text, nullable=False))
+    run_id: str | None = Field(default=None, index=True)
+    at: datetime = Field(default_factory=utcnow)
+    result_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    scores: list[float] = Field(default_factory=list, sa_column=Column(JSON))
+    latency_ms: float = 0.0
+    credited: bool = False
+
+
+class MetaKV(SQLModel, table=True):
+    __tablename__ = "meta"
+
+    key: str = Field(primary_key=True)
+    value: str
+
+
+# Fields of MemoryRecord that history snapshots carry (everything but the embedding blob).
+SNAPSHOT_FIELDS: tuple[str, ...] = tuple(
+    name for name in MemoryRecord.model_fields if name not in {"embedding", "seq"}
+)

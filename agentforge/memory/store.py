@@ -1,0 +1,385 @@
+"""The record store: SQLModel over any SQLAlchemy URL (SQLite WAL by default).
+
+All SQL of the memory engine lives here; the engine composes these calls into phases. Writes happen
+in `write()` sessions (one transaction, write lock taken up front on SQLite); every change to a
+record is made through `change()`, which writes its history row in the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, func, update
+from sqlmodel import Session, col, select
+
+from agentforge.errors import MemoryStoreError, NotFoundError
+from agentforge.memory.db import is_sqlite, make_engine
+from agentforge.memory.keyword import keyword_search
+from agentforge.memory.records import (
+    SNAPSHOT_FIELDS,
+    HistoryEntry,
+    MemoryRecord,
+    Operation,
+    RecallLog,
+    ToolRecord,
+    utcnow,
+)
+from agentforge.types import Status
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def vector_to_blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=np.float32).tobytes()
+
+
+def blob_to_vector(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype=np.float32)
+
+
+def snapshot(record: MemoryRecord) -> dict[str, Any]:
+    """A JSON-able copy of a record's fields (not its embedding) for history."""
+    out: dict[str, Any] = {}
+    for name in SNAPSHOT_FIELDS:
+        value = getattr(record, name)
+        out[name] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+def _restore_value(name: str, value: Any) -> Any:
+    if value is not None and name in {
+        "created_at",
+        "occurred_at",
+        "valid_from",
+        "valid_to",
+        "last_recalled_at",
+    }:
+        return datetime.fromisoformat(value)
+    return value
+
+
+class SQLStore:
+    """Records, tool memory, history and recall log in one SQL database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._writer = engine.execution_options(immediate=True)
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLStore:
+        return cls(make_engine(url))
+
+    @property
+    def has_keyword_index(self) -> bool:
+        return is_sqlite(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction: committed on success, rolled back on any error."""
+        with Session(self._writer, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except Exception:
+                session.rollback()
+                raise
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session  # closing the session ends its (read-only) transaction
+
+    # --- operations and history -------------------------------------------------------------
+
+    def begin_operation(
+        self, session: Session, kind: str, namespace: str | None, **summary: Any
+    ) -> Operation:
+        op = Operation(id=new_id(), kind=kind, namespace=namespace, summary=summary)
+        session.add(op)
+        return op
+
+    def record_created(
+        self, session: Session, op: Operation, record: MemoryRecord, reason: str = ""
+    ) -> None:
+        session.add(
+            HistoryEntry(
+                op_id=op.id,
+                record_id=record.id,
+                namespace=record.namespace,
+                action="create",
+                after={"status": record.status},
+                reason=reason,
+            )
+        )
+
+    def change(
+        self,
+        session: Session,
+        op: Operation,
+        record: MemoryRecord,
+        action: str,
+        reason: str = "",
+        **fields: Any,
+    ) -> None:
+        """Apply `fields` to `record` and write the before/after of the changed fields."""
+        before = {k: _jsonable(getattr(record, k)) for k in fields}
+        for key, value in fields.items():
+            setattr(record, key, value)
+        if {"status", "valid_to"} & fields.keys():
+            record.index_state = "pending"
+        after = {k: _jsonable(getattr(record, k)) for k in fields}
+        session.add(record)
+        session.add(
+            HistoryEntry(
+                op_id=op.id,
+                record_id=record.id,
+                namespace=record.namespace,
+                action=action,
+                before=before,
+                after=after,
+                reason=reason,
+            )
+        )
+
+    def history(
+        self,
+        *,
+        namespace: str | None = None,
+        record_id: str | None = None,
+        op_id: str | None = None,
+        limit: int = 50,
+    ) -> list[HistoryEntry]:
+        with self.read() as s:
+            stmt = select(HistoryEntry).order_by(col(HistoryEntry.id).desc()).limit(limit)
+            if namespace:
+                stmt = stmt.where(HistoryEntry.namespace == namespace)
+            if record_id:
+                stmt = stmt.where(HistoryEntry.record_id == record_id)
+            if op_id:
+                stmt = stmt.where(HistoryEntry.op_id == op_id)
+            return list(s.exec(stmt).all())
+
+    def operations(self, *, namespace: str | None = None, limit: int = 50) -> list[Operation]:
+        with self.read() as s:
+            stmt = select(Operation).order_by(col(Operation.started_at).desc()).limit(limit)
+            if namespace:
+                stmt = stmt.where(Operation.namespace == namespace)
+            return list(s.exec(stmt).all())
+
+    def undo(self, op_id: str) -> Operation:
+        """Restore every record an operation changed to its state before it, newest first."""
+        with self.write() as s:
+            op = s.get(Operation, op_id)
+            if op is None:
+                raise NotFoundError(f"no operation with id {op_id!r}")
+            if op.undone_by:
+                raise NotFoundError(f"operation {op_id} was already undone by {op.undone_by}")
+            entries = s.exec(
+                select(HistoryEntry)
+                .where(HistoryEntry.op_id == op_id)
+                .order_by(col(HistoryEntry.id).desc())
+            ).all()
+            undo_op = self.begin_operation(
+                s, "undo", op.namespace, undoes=op_id, changes=len(entries)
+            )
+            undo_op.undoes = op_id
+            for entry in entries:
+                record = self._by_id(s, entry.record_id)
+                if record is None:
+                    continue
+                if entry.action == "create":
+                    self.change(
+                        s,
+                        undo_op,
+                        record,
+                        "forget",
+                        reason=f"undo {op_id}",
+                        status=Status.FORGOTTEN.value,
+                        valid_to=utcnow(),
+                    )
+                elif entry.before:
+                    restored = {k: _restore_value(k, v) for k, v in entry.before.items()}
+                    self.change(s, undo_op, record, "restore", reason=f"undo {op_id}", **restored)
+            op.undone_by = undo_op.id
+            s.add(op)
+            return undo_op
+
+    # --- records ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _by_id(session: Session, record_id: str) -> MemoryRecord | None:
+        return session.exec(select(MemoryRecord).where(MemoryRecord.id == record_id)).first()
+
+    def get(self, record_id: str) -> MemoryRecord:
+        with self.read() as s:
+            record = self._by_id(s, record_id)
+        if record is None:
+            raise NotFoundError(f"no memory with id {record_id!r}")
+        return record
+
+    @staticmethod
+    def active_hashes(
+        session: Session, namespace: str, level: str, hashes: Sequence[str]
+    ) -> dict[str, str]:
+        if not hashes:
+            return {}
+        rows = session.exec(
+            select(MemoryRecord.content_hash, MemoryRecord.id).where(
+                MemoryRecord.namespace == namespace,
+                MemoryRecord.level == level,
+                MemoryRecord.status == Status.ACTIVE.value,
+                col(MemoryRecord.content_hash).in_(list(set(hashes))),
+            )
+        ).all()
+        return {h: i for h, i in rows}
+
+    @staticmethod
+    def active_where(session: Session, namespace: str, **equals: Any) -> list[MemoryRecord]:
+        stmt = select(MemoryRecord).where(
+            MemoryRecord.namespace == namespace, MemoryRecord.status == Status.ACTIVE.value
+        )
+        for key, value in equals.items():
+            stmt = stmt.where(getattr(MemoryRecord, key) == value)
+        return list(session.exec(stmt.order_by(col(MemoryRecord.chunk_index))).all())
+
+    def fetch(self, session: Session, ids: Sequence[str]) -> dict[str, MemoryRecord]:
+        if not ids:
+            return {}
+        rows = session.exec(select(MemoryRecord).where(col(MemoryRecord.id).in_(list(ids))))
+        return {r.id: r for r in rows}
+
+    def keyword(
+        self,
+        session: Session,
+        namespace: str,
+        query: str,
+        n: int,
+        levels: Sequence[str] | None,
+        kinds: Sequence[str] | None,
+    ) -> list[tuple[str, float]]:
+        if not self.has_keyword_index:
+            return []
+        return keyword_search(session, namespace, query, n, levels=levels, kinds=kinds)
+
+    def pending_index(self, limit: int = 2000) -> list[MemoryRecord]:
+        with self.read() as s:
+            return list(
+                s.exec(
+                    select(MemoryRecord).where(MemoryRecord.index_state == "pending").limit(limit)
+                ).all()
+            )
+
+    def mark_synced(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        with self.write() as s:
+            s.exec(
+                update(MemoryRecord)
+                .where(col(MemoryRecord.id).in_(list(ids)))  # type: ignore[call-overload]
+                .values(index_state="synced")
+            )
+
+    def active_ids(self, namespace: str) -> set[str]:
+        with self.read() as s:
+            return set(
+                s.exec(
+                    select(MemoryRecord.id).where(
+                        MemoryRecord.namespace == namespace,
+                        MemoryRecord.status == Status.ACTIVE.value,
+                    )
+                ).all()
+            )
+
+    def namespaces(self) -> list[str]:
+        with self.read() as s:
+            return sorted(set(s.exec(select(MemoryRecord.namespace).distinct()).all()))
+
+    def iter_records(
+        self, namespace: str, *, include_inactive: bool = False, batch: int = 1000
+    ) -> Iterator[MemoryRecord]:
+        last = 0
+        while True:
+            with self.read() as s:
+                stmt = select(MemoryRecord).where(
+                    MemoryRecord.namespace == namespace, col(MemoryRecord.seq) > last
+                )
+                if not include_inactive:
+                    stmt = stmt.where(MemoryRecord.status == Status.ACTIVE.value)
+                rows = list(s.exec(stmt.order_by(col(MemoryRecord.seq)).limit(batch)).all())
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].seq or last
+
+    def counts(self, namespace: str | None = None) -> list[tuple[str, str, str, int]]:
+        """(namespace, level, status, count) rows."""
+        with self.read() as s:
+            stmt = select(
+                MemoryRecord.namespace, MemoryRecord.level, MemoryRecord.status, func.count()
+            ).group_by(MemoryRecord.namespace, MemoryRecord.level, MemoryRecord.status)
+            if namespace:
+                stmt = stmt.where(MemoryRecord.namespace == namespace)
+            return [tuple(r) for r in s.exec(stmt).all()]  # type: ignore[misc]
+
+    # --- recall log and credit --------------------------------------------------------------
+
+    def log_recalls(self, entries: Sequence[RecallLog]) -> list[int]:
+        """Write recall log rows and bump the recalled records' counters, in one transaction."""
+        now = utcnow()
+        with self.write() as s:
+            for entry in entries:
+                s.add(entry)
+            ids = sorted({i for e in entries for i in e.result_ids})
+            if ids:
+                s.exec(
+                    update(MemoryRecord)
+                    .where(col(MemoryRecord.id).in_(ids))  # type: ignore[call-overload]
+                    .values(recalls=MemoryRecord.recalls + 1, last_recalled_at=now)
+                )
+            s.flush()
+            return [e.id or 0 for e in entries]
+
+    def uncredited_recalls(self, session: Session, run_id: str) -> list[RecallLog]:
+        return list(
+            session.exec(
+                select(RecallLog).where(
+                    RecallLog.run_id == run_id,
+                    RecallLog.credited == False,  # noqa: E712
+                )
+            ).all()
+        )
+
+    def recall_log(self, *, namespace: str | None = None, limit: int = 50) -> list[RecallLog]:
+        with self.read() as s:
+            stmt = select(RecallLog).order_by(col(RecallLog.id).desc()).limit(limit)
+            if namespace:
+                stmt = stmt.where(RecallLog.namespace == namespace)
+            return list(s.exec(stmt).all())
+
+    # --- tool memory ------------------------------------------------------------------------
+
+    def tool_record(self, session: Session, namespace: str, name: str) -> ToolRecord:
+        record = session.get(ToolRecord, (namespace, name))
+        return record or ToolRecord(namespace=namespace, name=name)
+
+    def tools(self, namespace: str) -> list[ToolRecord]:
+        with self.read() as s:
+            return list(s.exec(select(ToolRecord).where(ToolRecord.namespace == namespace)).all())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (list, dict, str, int, float, bool)) or value is None:
+        return value
+    raise MemoryStoreError(f"cannot snapshot value of type {type(value).__name__}")

@@ -1,0 +1,1 @@
+"""The `agentforge` command line (installed as `agentforge.cli`)."""

@@ -1,0 +1,1 @@
+"""The benchmark harness (installed as `agentforge.evals`)."""
