@@ -144,7 +144,12 @@ class Memory:
     ) -> RetainResult:
         """Store content (one item or many) without any LLM call. Idempotent under `doc_id`."""
         await self.aopen()
-        raw = [content] if isinstance(content, (str, bytes, MemoryInput)) else list(content)
+        if isinstance(content, (str, bytes, MemoryInput)):
+            raw: list[Any] = [content]
+        elif isinstance(content, Sequence):
+            raw = list(content)
+        else:
+            raise InputError(f"cannot retain a {type(content).__name__}: give text or MemoryInput")
         if not raw:
             raise InputError("nothing to retain")
         items = [

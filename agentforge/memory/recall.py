@@ -52,10 +52,9 @@ def _passes(r: MemoryRecord, q: RecallRequest) -> bool:
         if r.status != Status.ACTIVE.value:
             return False
     elif (
-        r.created_at > q.as_of
-        or r.valid_from > q.as_of
+        r.valid_from > q.as_of
         or (r.valid_to is not None and r.valid_to <= q.as_of)
-        or r.status == "forgotten"
+        or r.status == Status.FORGOTTEN.value
     ):
         return False
     if (q.levels and r.level not in q.levels) or (q.kinds and r.kind not in q.kinds):

@@ -169,7 +169,7 @@ def _persist(
                         "supersede",
                         reason=f"new value for {record.key}",
                         status=Status.SUPERSEDED.value,
-                        valid_to=utcnow(),
+                        valid_to=max(record.valid_from, old.valid_from),
                         superseded_by=record.id,
                     )
                     changed.append(old)

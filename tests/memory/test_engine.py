@@ -1,0 +1,243 @@
+"""The memory engine's contract, run against every record-store backend (SQLite in memory,
+SQLite file in WAL mode, and PostgreSQL when AGENTFORGE_TEST_POSTGRES_URL names one), with the
+numpy index and the hash embedder: retain, recall, credit, forget, undo, history, supersede,
+as_of, budgets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agentforge.errors import InputError, NotFoundError
+from agentforge.memory.embedders import HashEmbedder
+from agentforge.memory.engine import Memory
+from agentforge.memory.fusion import FusionWeights
+from agentforge.memory.index import NumpyVectorIndex
+from agentforge.memory.store import SQLStore
+from agentforge.types import Level, MemoryInput
+
+POSTGRES_URL = os.environ.get("AGENTFORGE_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite-memory", "sqlite-file", "postgresql"])
+def memory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Memory]:
+    if request.param == "sqlite-memory":
+        store = SQLStore.from_url("sqlite://")
+    elif request.param == "sqlite-file":
+        store = SQLStore.from_url(f"sqlite:///{tmp_path / 'memory.db'}")
+    else:
+        if not POSTGRES_URL:
+            pytest.skip("no PostgreSQL server: set AGENTFORGE_TEST_POSTGRES_URL to run")
+        store = SQLStore.from_url(POSTGRES_URL)
+    m = Memory(store, NumpyVectorIndex(), HashEmbedder())
+    yield m
+    m.close()
+
+
+def contents(result) -> list[str]:
+    return [h.content for h in result.hits]
+
+
+def test_retain_then_recall_finds_it_first(memory: Memory) -> None:
+    memory.retain(
+        [
+            "The user's favourite colour is blue.",
+            "Paris is the capital of France.",
+            "Click submit after filling the form.",
+        ]
+    )
+    hits = memory.recall("which colour does the user like").hits
+    assert hits[0].content == "The user's favourite colour is blue."
+    assert hits[0].ranks.dense == 1 and hits[0].ranks.keyword == 1
+    assert hits[0].score > hits[1].score
+
+
+def test_exact_duplicates_are_not_stored_twice(memory: Memory) -> None:
+    first = memory.retain("Tea is served at five.")
+    again = memory.retain("  tea IS served   at five. ")
+    assert again.ids == first.ids and again.created == 0 and again.duplicates == 1
+    batch = memory.retain(["A new fact.", "A new fact."])
+    assert batch.created == 1 and batch.ids[0] == batch.ids[1]
+
+
+def test_doc_id_makes_retain_idempotent_and_updates_supersede(memory: Memory) -> None:
+    a = memory.retain("version one of the doc", doc_id="doc")
+    assert memory.retain("version one of the doc", doc_id="doc").ids == a.ids
+    b = memory.retain("version two of the doc", doc_id="doc")
+    assert b.ids != a.ids and b.created == 1
+    assert contents(memory.recall("version of the doc")) == ["version two of the doc"]
+    old = memory.c.store.get(a.ids[0])
+    assert old.status == "superseded" and old.valid_to is not None
+
+
+def test_long_text_is_chunked(memory: Memory) -> None:
+    text = " ".join(f"Sentence number {i} talks about topic {i}." for i in range(200))
+    result = memory.retain(text, doc_id="long")
+    assert result.chunks > 1 and len(set(result.ids)) == result.chunks
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "   \n ", b"\x00\x01\x02binary", "a\x00b", "x" * 2_000_001, 42]
+)
+def test_bad_inputs_get_clear_errors_and_store_nothing(memory: Memory, bad: object) -> None:
+    with pytest.raises(InputError):
+        memory.retain(bad)  # type: ignore[arg-type]
+    assert memory.stats()["namespaces"] == {}
+
+
+@pytest.mark.parametrize("ns", ["", "../etc", "a//b", "-x", "a" * 65, "a/" * 9 + "a", "sp ace"])
+def test_bad_namespaces_are_rejected(memory: Memory, ns: str) -> None:
+    with pytest.raises(InputError):
+        memory.retain("fact", namespace=ns)
+
+
+def test_namespaces_are_isolated(memory: Memory) -> None:
+    memory.retain("alpha secret", namespace="acme/agent")
+    memory.retain("beta secret", namespace=("other", "agent"))
+    assert contents(memory.recall("secret", namespace="acme/agent")) == ["alpha secret"]
+    assert contents(memory.recall("secret", namespace="other/agent")) == ["beta secret"]
+
+
+def test_filters_levels_kinds_tags_and_time(memory: Memory) -> None:
+    old = datetime(2020, 1, 1, tzinfo=UTC)
+    memory.retain(
+        "login needs the email field first",
+        level=Level.INSIGHT,
+        kind="strategy",
+        tags=["login"],
+        occurred_at=old,
+    )
+    memory.retain("login page has a captcha", kind="observation", tags=["web"])
+    assert contents(memory.recall("login", levels=["insight"])) == [
+        "login needs the email field first"
+    ]
+    assert contents(memory.recall("login", kinds=["observation"])) == ["login page has a captcha"]
+    assert contents(memory.recall("login", tags=["login"])) == ["login needs the email field first"]
+    assert contents(memory.recall("login", since=old + timedelta(days=1))) == [
+        "login page has a captcha"
+    ]
+
+
+def test_token_budget_limits_results(memory: Memory) -> None:
+    memory.retain([f"fact {i} about budgets " + "word " * 20 for i in range(5)])
+    hits = memory.recall("budgets", k=None, token_budget=60).hits
+    assert 1 <= len(hits) < 5
+    assert sum(len(h.content) for h in hits) / 4 <= 60
+
+
+def test_recall_is_logged_and_outcome_credits_recalled_items(memory: Memory) -> None:
+    good = memory.retain("use the search box to find products").ids[0]
+    memory.recall("find products", run_id="run-1")
+    assert memory.record_outcome("run-1", "success") == 1
+    assert memory.record_outcome("run-1", "success") == 0  # each recall is credited once
+    record = memory.c.store.get(good)
+    assert (record.recalls, record.successes, record.utility) == (1, 1, pytest.approx(2 / 3))
+    memory.recall("find products", run_id="run-2")
+    memory.record_outcome("run-2", "failure")
+    assert memory.c.store.get(good).utility == pytest.approx(0.5)
+    assert memory.recall_log(limit=1)[0].result_ids == [good]
+
+
+def test_utility_prior_reorders_equally_relevant_items(memory: Memory) -> None:
+    a, b = memory.retain(
+        ["open the cart page then checkout", "open the cart page and checkout"]
+    ).ids
+    for run in range(3):
+        memory.recall("cart checkout", run_id=f"r{run}")
+        memory.record_outcome(f"r{run}", "failure")
+    # only b gets successes now
+    with memory.c.store.write() as s:
+        rec = memory.c.store.fetch(s, [b])[b]
+        rec.successes, rec.utility = 5, 0.9
+        s.add(rec)
+    hits = memory.recall("cart checkout", weights=FusionWeights(utility=2.0)).hits
+    assert hits[0].id == b and hits[0].ranks.utility == 1
+
+
+def test_forget_and_undo_round_trip_with_history(memory: Memory) -> None:
+    rid = memory.retain("the API key lives in the vault").ids[0]
+    op = memory.forget([rid], reason="user asked")
+    assert memory.recall("API key vault").hits == []
+    assert memory.history(record_id=rid)[0].action == "forget"
+    memory.undo(op)
+    assert [h.id for h in memory.recall("API key vault").hits] == [rid]
+    with pytest.raises(NotFoundError):
+        memory.undo(op)
+    with pytest.raises(NotFoundError):
+        memory.undo("no-such-op")
+    with pytest.raises(InputError):
+        memory.forget(["missing-id"])
+
+
+def test_undo_of_a_retain_hides_what_it_wrote(memory: Memory) -> None:
+    memory.retain("a fact to be taken back")
+    op = memory.operations(limit=1)[0]
+    assert op.kind == "retain"
+    memory.undo(op.id)
+    assert memory.recall("fact taken back").hits == []
+
+
+def test_keyed_facts_supersede_and_as_of_sees_the_past(memory: Memory) -> None:
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    t1 = datetime(2025, 1, 1, tzinfo=UTC)
+    first = memory.retain(
+        "The user lives in Lisbon.", metadata={"key": "user.city"}, occurred_at=t0
+    ).ids[0]
+    second = memory.retain(
+        "The user lives in Berlin.", metadata={"key": "user.city"}, occurred_at=t1
+    ).ids[0]
+    now_hits = memory.recall("where does the user live").hits
+    assert [h.id for h in now_hits] == [second]
+    in_2024 = memory.recall("where does the user live", as_of=datetime(2024, 6, 1, tzinfo=UTC))
+    assert [h.id for h in in_2024.hits] == [first]
+    in_2023 = memory.recall("where does the user live", as_of=datetime(2023, 6, 1, tzinfo=UTC))
+    assert in_2023.hits == []
+    record = memory.c.store.get(first)
+    assert record.status == "superseded" and record.superseded_by == second
+
+
+def test_concurrent_recalls_coalesce_into_few_batches(memory: Memory) -> None:
+    memory.retain([f"item number {i} about shipping" for i in range(50)])
+
+    async def run() -> list:
+        return await asyncio.gather(*(memory.arecall(f"shipping {i}") for i in range(64)))
+
+    before = memory._recaller.stats.batches
+    results = asyncio.run(run())
+    assert len(results) == 64 and all(r.hits for r in results)
+    assert memory._recaller.stats.batches - before <= 2
+
+
+def test_sync_api_refuses_to_run_inside_an_event_loop(memory: Memory) -> None:
+    async def inner() -> None:
+        memory.recall("anything")
+
+    with pytest.raises(RuntimeError, match="await"):
+        asyncio.run(inner())
+
+
+def test_tool_memory_records_calls_errors_and_fixes(memory: Memory) -> None:
+    memory.record_tool_call(
+        "browser.click", success=False, latency_ms=12.0, error="element 7 not found"
+    )
+    rec = memory.record_tool_call(
+        "browser.click",
+        success=True,
+        latency_ms=8.0,
+        fix="observe first, then click the new id",
+        args={"id": 9},
+    )
+    assert (rec.calls, rec.successes, rec.failures) == (2, 1, 1)
+    assert rec.errors[0]["error"] == "element 7 not found" and rec.examples == [{"id": 9}]
+
+
+def test_check_reports_ok_and_retain_inputs(memory: Memory) -> None:
+    memory.retain(MemoryInput(content="an episode", level=Level.EPISODE))
+    memory.retain(MemoryInput(content="an episode", level=Level.EPISODE))  # append-only
+    assert memory.stats()["namespaces"]["default"]["levels"]["episode"] == 2
+    assert memory.check()["ok"]
