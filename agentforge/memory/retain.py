@@ -31,6 +31,7 @@ class Piece:
     chunk_index: int
     hash: str
     existing_id: str | None = None  # set when de-duplicated onto a stored record
+    same_as: Piece | None = None  # an earlier piece of the same call with the same content
     vector: np.ndarray | None = None
     record: MemoryRecord | None = None
     replaces: list[MemoryRecord] = field(default_factory=list)
@@ -65,7 +66,7 @@ def _mark_exact_duplicates(c: Components, namespace: str, pieces: list[Piece]) -
                 continue
             first = first_by_hash.setdefault((p.item.level.value, p.hash), p)
             if first is not p:
-                p.existing_id = "@" + str(id(first))  # resolved after the write
+                p.same_as = first
         _unchanged_documents(c, s, namespace, pieces)
 
 
@@ -133,7 +134,7 @@ def _persist(
 ) -> tuple[list[MemoryRecord], str | None]:
     """One transaction: re-check hashes (another process may have written them meanwhile),
     insert, supersede replaced documents and keyed facts, write history."""
-    new = [p for p in pieces if p.existing_id is None]
+    new = [p for p in pieces if p.existing_id is None and p.same_as is None]
     if not new and not any(p.replaces for p in pieces):
         return [], None
     changed: list[MemoryRecord] = []
@@ -182,7 +183,7 @@ def _persist(
 async def retain_items(c: Components, namespace: str, items: Sequence[MemoryInput]) -> RetainResult:
     pieces = prepare(items)
     await asyncio.to_thread(_mark_exact_duplicates, c, namespace, pieces)
-    todo = [p for p in pieces if p.existing_id is None]
+    todo = [p for p in pieces if p.existing_id is None and p.same_as is None]
     if todo:
         vectors = await c.embedder.embed(
             [p.text if not p.item.title else f"{p.item.title}. {p.text}" for p in todo]
@@ -196,17 +197,17 @@ async def retain_items(c: Components, namespace: str, items: Sequence[MemoryInpu
             p.record.id: p.vector for p in pieces if p.record is not None and p.vector is not None
         }
         await sync_records(c, changed, vectors_by_id)
-    by_obj = {str(id(p)): p for p in pieces}
-    ids: list[str] = []
-    for p in pieces:
-        if p.record is not None:
-            ids.append(p.record.id)
-        elif p.existing_id and p.existing_id.startswith("@"):
-            first = by_obj[p.existing_id[1:]]
-            ids.append(first.record.id if first.record else first.existing_id or "")
-        else:
-            ids.append(p.existing_id or "")
+    ids = [_final_id(p) for p in pieces]
     created = sum(1 for p in pieces if p.record is not None)
     return RetainResult(
         ids=ids, created=created, duplicates=len(pieces) - created, chunks=len(pieces)
     )
+
+
+def _final_id(p: Piece) -> str:
+    if p.same_as is not None:
+        return _final_id(p.same_as)
+    if p.record is not None:
+        return p.record.id
+    assert p.existing_id is not None
+    return p.existing_id
