@@ -87,16 +87,25 @@ def _unchanged_documents(c: Components, s: object, namespace: str, pieces: list[
 
 
 async def _mark_near_duplicates(c: Components, namespace: str, pieces: list[Piece]) -> None:
-    by_level: dict[str, list[Piece]] = {}
-    for p in pieces:
-        if p.existing_id is None and _dedupes(p):
-            by_level.setdefault(p.item.level.value, []).append(p)
-    for level, group in by_level.items():
-        matrix = np.stack([p.vector for p in group if p.vector is not None])
-        hits = await c.index.query(namespace, matrix, 1, {"level": [level]})
-        for p, best in zip(group, hits, strict=True):
-            if best and best[0][1] >= NEAR_DUPLICATE:
-                p.existing_id = best[0][0]
+    """A new item within NEAR_DUPLICATE cosine of a stored item of its level is a restatement.
+    One unfiltered index query for the batch (filtered chroma queries are slow); the levels of
+    the candidates come from the store."""
+    group = [p for p in pieces if p.existing_id is None and _dedupes(p) and p.vector is not None]
+    if not group:
+        return
+    hits = await c.index.query(namespace, np.stack([p.vector for p in group]), 3)
+    close = {i for row in hits for i, score in row if score >= NEAR_DUPLICATE}
+    if not close:
+        return
+    with c.store.read() as s:
+        levels = {
+            i: r.level for i, r in c.store.fetch(s, sorted(close)).items() if r.status == "active"
+        }
+    for p, row in zip(group, hits, strict=True):
+        for record_id, score in row:
+            if score >= NEAR_DUPLICATE and levels.get(record_id) == p.item.level.value:
+                p.existing_id = record_id
+                break
 
 
 def _make_record(namespace: str, p: Piece, model_id: str) -> MemoryRecord:
