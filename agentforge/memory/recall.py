@@ -38,14 +38,6 @@ class RecallRequest:
     log: bool = True
     weights: FusionWeights = field(default_factory=FusionWeights)
 
-    def where(self) -> dict[str, list[str]] | None:
-        where: dict[str, list[str]] = {}
-        if self.levels:
-            where["level"] = list(self.levels)
-        if self.kinds:
-            where["kind"] = list(self.kinds)
-        return where or None
-
 
 def _passes(r: MemoryRecord, q: RecallRequest) -> bool:
     if q.as_of is None:
