@@ -10,10 +10,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
 from agentforge.errors import InputError
 from agentforge.memory.components import Components, reconcile, sync_records
-from agentforge.memory.records import MemoryRecord
-from agentforge.memory.store import snapshot
+from agentforge.memory.normalize import content_hash
+from agentforge.memory.records import MemoryRecord, utcnow
+from agentforge.memory.store import snapshot, vector_to_blob
+from agentforge.types import Level, Status, parse_namespace
 
 EXPORT_FORMAT = "agentforge-memory/1"
 
@@ -106,29 +110,101 @@ def export_records(
     return count
 
 
-def _read_export(path: Path) -> tuple[dict[str, Any], Iterator[tuple[int, dict[str, Any]]]]:
+class ExportedRecord(BaseModel):
+    """One line of an export, validated before anything is written."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1, max_length=64)
+    namespace: str
+    level: Level
+    kind: str = "fact"
+    title: str | None = None
+    content: str = Field(min_length=1)
+    doc_id: str | None = None
+    chunk_index: int = 0
+    tags: list[str] = Field(default_factory=list)
+    meta: dict[str, Any] = Field(default_factory=dict)
+    key: str | None = None
+    status: Status = Status.ACTIVE
+    created_at: AwareDatetime | None = None
+    occurred_at: AwareDatetime | None = None
+    valid_from: AwareDatetime | None = None
+    valid_to: AwareDatetime | None = None
+    superseded_by: str | None = None
+    source: str | None = None
+    step: int | None = None
+    role: str | None = None
+    recalls: int = 0
+    successes: int = 0
+    failures: int = 0
+    utility: float = 0.5
+    last_recalled_at: AwareDatetime | None = None
+    embedding: str | None = None
+    embedding_model: str = ""
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        return parse_namespace(value)
+
+    def to_record(self, namespace: str | None) -> MemoryRecord:
+        now = utcnow()
+        fields = self.model_dump(exclude={"embedding"}, exclude_none=True)
+        fields.update(
+            namespace=namespace or self.namespace,
+            level=self.level.value,
+            status=self.status.value,
+            content_hash=content_hash(self.content),
+            created_at=self.created_at or now,
+            occurred_at=self.occurred_at or now,
+            valid_from=self.valid_from or self.occurred_at or now,
+            trust="imported",
+            index_state="pending",
+        )
+        vector = base64.b64decode(self.embedding, validate=True) if self.embedding else b""
+        return MemoryRecord(embedding=vector, **fields)
+
+
+def _records(path: Path, namespace: str | None) -> Iterator[MemoryRecord]:
+    """Every record of an export file, validated; InputError names the file and line."""
     if not path.is_file():
         raise InputError(f"no such file: {path}")
-    handle = path.open(encoding="utf-8")
-    try:
-        header = json.loads(handle.readline() or "{}")
-    except json.JSONDecodeError:
-        handle.close()
-        raise InputError(f"{path} is not an AgentForge memory export (bad header)") from None
-    if header.get("format") != EXPORT_FORMAT:
-        handle.close()
-        raise InputError(f"{path} is not an AgentForge memory export ({EXPORT_FORMAT})")
-
-    def lines() -> Iterator[tuple[int, dict[str, Any]]]:
-        with handle:
+    with path.open(encoding="utf-8", errors="strict") as handle:
+        try:
+            header = json.loads(handle.readline() or "{}")
+            if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
+                raise InputError(f"{path} is not an AgentForge memory export ({EXPORT_FORMAT})")
             for number, line in enumerate(handle, start=2):
-                if line.strip():
-                    try:
-                        yield number, json.loads(line)
-                    except json.JSONDecodeError:
-                        raise InputError(f"{path}:{number}: not valid JSON") from None
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError:
+                    raise InputError(f"{path}:{number}: not valid JSON") from None
+                if not isinstance(data, dict):
+                    raise InputError(f"{path}:{number}: not a memory record (not an object)")
+                try:
+                    yield ExportedRecord.model_validate(data).to_record(namespace)
+                except (ValidationError, ValueError) as exc:
+                    reason = (
+                        str(exc).splitlines()[0]
+                        if not isinstance(exc, ValidationError)
+                        else _first_error(exc)
+                    )
+                    raise InputError(
+                        f"{path}:{number}: not a valid memory record: {reason}"
+                    ) from None
+        except UnicodeDecodeError:
+            raise InputError(f"{path} is not UTF-8 text (binary file?)") from None
+        except json.JSONDecodeError:
+            raise InputError(f"{path} is not an AgentForge memory export (bad header)") from None
 
-    return header, lines()
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "record"
+    return f"{where}: {err.get('msg', 'invalid')}"
 
 
 async def import_records(
@@ -139,57 +215,37 @@ async def import_records(
     progress: Callable[[int], None] | None = None,
     batch: int = 500,
 ) -> int:
-    """Import an export file. Records keep their ids, stats and validity; ids already present
-    are skipped (import is idempotent). Vectors are reused when the embedder matches, else
-    recomputed. Each batch is one transaction."""
-    from agentforge.memory.store import vector_to_blob
-    from agentforge.types import parse_namespace
-
-    header, lines = _read_export(path)
-    same_model = header.get("embedder") == c.embedder.model_id
+    """Import an export file. The whole file is validated first (a bad line imports nothing);
+    records keep their ids, stats and validity; ids already present are skipped (import is
+    idempotent). Vectors are reused when present and of our embedder's size, else recomputed.
+    Each batch is one transaction."""
     target = parse_namespace(namespace) if namespace else None
+    for _ in _records(path, target):  # validation pass: nothing is written on a bad file
+        pass
     imported = 0
-    chunk: list[dict[str, Any]] = []
+    chunk: list[MemoryRecord] = []
 
     async def flush() -> None:
         nonlocal imported
-        records = [_record_from(d, target) for d in chunk]
-        if not same_model:
-            vectors = await c.embedder.embed([r.content for r in records])
-            for r, v in zip(records, vectors, strict=True):
+        stale = [r for r in chunk if len(r.embedding) != c.embedder.dim * 4]
+        if stale:
+            vectors = await c.embedder.embed([r.content for r in stale])
+            for r, v in zip(stale, vectors, strict=True):
                 r.embedding, r.embedding_model = vector_to_blob(v), c.embedder.model_id
-        added = await asyncio.to_thread(_insert_new, c, records)
+        added = await asyncio.to_thread(_insert_new, c, list(chunk))
         await sync_records(c, added)
         imported += len(added)
         if progress:
             progress(len(chunk))
         chunk.clear()
 
-    for number, data in lines:
-        if not isinstance(data, dict) or "content" not in data or "id" not in data:
-            raise InputError(f"{path}:{number}: not a memory record")
-        chunk.append(data)
+    for record in _records(path, target):
+        chunk.append(record)
         if len(chunk) >= batch:
             await flush()
     if chunk:
         await flush()
     return imported
-
-
-def _record_from(data: dict[str, Any], namespace: str | None) -> MemoryRecord:
-    from agentforge.memory.store import _restore_value
-
-    fields = {k: _restore_value(k, v) for k, v in data.items() if k != "embedding"}
-    if namespace:
-        fields["namespace"] = namespace
-    fields["index_state"] = "pending"
-    fields["trust"] = "imported"
-    fields.pop("seq", None)
-    try:
-        embedding = base64.b64decode(data.get("embedding", ""))
-        return MemoryRecord(embedding=embedding, **fields)
-    except Exception as exc:
-        raise InputError(f"bad record {data.get('id')!r} in import: {exc}") from None
 
 
 def _insert_new(c: Components, records: list[MemoryRecord]) -> list[MemoryRecord]:

@@ -1,0 +1,63 @@
+"""Root typer app. Heavy imports stay inside commands so `agentforge --help` is instant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agentforge import __version__
+from agentforge.cli.console import CliState, console
+from agentforge.cli.memory import app as memory_app
+
+app = typer.Typer(
+    name="agentforge",
+    help="AgentForge: agents that get better with use.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(memory_app, name="memory")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        console.print(f"agentforge {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            help="Directory of the embedded stores (default: ~/.agentforge).",
+            envvar="AGENTFORGE_HOME",
+            file_okay=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Show the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """AgentForge: agents that get better with use."""
+    ctx.obj = CliState(home=home)
+
+
+@app.command()
+def version() -> None:
+    """Show the version."""
+    _show_version(True)
+
+
+def main() -> None:
+    app(prog_name="agentforge")
+
+
+if __name__ == "__main__":
+    main()
