@@ -144,7 +144,7 @@ def test_recall_is_logged_and_outcome_credits_recalled_items(memory: Memory) -> 
 
 
 def test_utility_prior_reorders_equally_relevant_items(memory: Memory) -> None:
-    a, b = memory.retain(
+    _a, b = memory.retain(
         ["open the cart page then checkout", "open the cart page and checkout"]
     ).ids
     for run in range(3):
