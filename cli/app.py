@@ -9,7 +9,11 @@ import typer
 
 from agentforge import __version__
 from agentforge.cli.console import CliState, console
+from agentforge.cli.eval import app as eval_app
 from agentforge.cli.memory import app as memory_app
+from agentforge.cli.models import app as models_app
+from agentforge.cli.run import run as run_command
+from agentforge.cli.run import runs_app
 
 app = typer.Typer(
     name="agentforge",
@@ -18,6 +22,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(memory_app, name="memory")
+app.add_typer(eval_app, name="eval")
+app.add_typer(models_app, name="models")
+app.command("run")(run_command)
+app.add_typer(runs_app, name="runs")
 
 
 def _show_version(value: bool) -> None:

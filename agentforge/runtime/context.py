@@ -1,0 +1,50 @@
+"""What a run's nodes work with (LangGraph's runtime context): the role models, memory, tools,
+the budget meter, the optional environment and the limits. Not checkpointed: resume builds it
+anew."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agentforge.llm import LLM
+from agentforge.llm.budget import BudgetMeter
+from agentforge.memory.engine import Memory
+from agentforge.tools import ToolContext, ToolRegistry
+
+
+class Environment(Protocol):
+    """A task environment that can judge the outcome itself (evals, tests)."""
+
+    async def reward(self, state: dict[str, Any]) -> float | None:
+        """The environment's reward for the run so far (1.0 success, 0.0 failure), or None."""
+        ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_steps: int = 20  # executor actions
+    max_replans: int = 1
+    max_subgoals: int = 6
+    plan_recall_k: int = 8
+    step_recall_k: int = 3
+    tools_k: int = 12  # tools offered to the model when more are registered
+    keep_observations: int = 3  # latest observations shown in full; older ones shortened
+    observation_chars: int = 4000
+    tool_timeout_s: float = 60.0
+    distill_items: int = 3
+    distill_max_tokens: int = 600
+    skill_min_score: float = 0.02  # fused recall score at which a skill is considered a match
+
+
+@dataclass
+class RunContext:
+    planner: LLM
+    executor: LLM
+    reflector: LLM
+    tools: ToolRegistry
+    tool_ctx: ToolContext
+    meter: BudgetMeter
+    memory: Memory | None = None
+    environment: Environment | None = None
+    limits: Limits = field(default_factory=Limits)

@@ -1,0 +1,174 @@
+"""Node `execute`: one executor step per node run (so a checkpoint follows every step). Recalls
+memory conditioned on the latest observation, shows tool lessons, then either replays the next
+action of a matched skill or asks the model for one tool call; `finish` ends the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from agentforge.errors import BudgetExceeded, LLMError
+from agentforge.llm import Message, ModelSettings, ToolCall, ToolSpec
+from agentforge.runtime.common import emit, hit_line
+from agentforge.runtime.context import RunContext
+from agentforge.runtime.prompts import load_prompt
+from agentforge.runtime.state import RunState
+from agentforge.runtime.steps import ActionStep, FinalStep, dump, step_from_dict
+from agentforge.tools import invoke_tool, tool_lessons
+from agentforge.types import Level
+
+FINISH = ToolSpec(
+    name="finish",
+    description="Finish the task: give the final answer (or say why it cannot be done).",
+    parameters={"type": "object", "properties": {"answer": {"type": "string"}},
+                "required": ["answer"]},
+)
+
+
+def _actions_since_plan(state: RunState) -> list[ActionStep]:
+    actions: list[ActionStep] = []
+    for raw in state.get("steps", []):
+        step = step_from_dict(raw)
+        if step.type == "plan":
+            actions = []
+        elif isinstance(step, ActionStep):
+            actions.append(step)
+    return actions
+
+
+def conversation(state: RunState, ctx: RunContext, memory_text: str, lessons: str
+                 ) -> list[Message]:
+    """The executor's messages, rendered from the typed steps (older observations shortened)."""
+    plan = "\n".join(f"{i}. {g}" for i, g in enumerate(state.get("plan", []), start=1))
+    system = load_prompt("executor").render(task=state["task"], plan=plan,
+                                            memory=memory_text or "(none)",
+                                            tool_lessons=lessons)
+    messages = [Message.system(system), Message.user(state["task"])]
+    actions = _actions_since_plan(state)
+    keep = ctx.limits.keep_observations
+    for i, action in enumerate(actions):
+        call = ToolCall(id=f"call_{action.index}", name=action.tool, arguments=action.arguments)
+        messages.append(Message.assistant(None, tool_calls=[call]))
+        text = action.observation
+        if i < len(actions) - keep:
+            text = text[:300] + (" …(shortened)" if len(text) > 300 else "")
+        messages.append(Message.tool(text[: ctx.limits.observation_chars], tool_call_id=call.id,
+                                     name=action.tool))
+    return messages
+
+
+async def _step_memory(state: RunState, ctx: RunContext, runtime: Runtime[RunContext],
+                       tool_names: list[str]) -> tuple[str, str, list[str]]:
+    if ctx.memory is None:
+        return "", "", []
+    actions = _actions_since_plan(state)
+    cue = state["task"] if not actions else f"{state['task']}\n{actions[-1].observation[:600]}"
+    result = await ctx.memory.arecall(cue, namespace=state["namespace"],
+                                      k=ctx.limits.step_recall_k,
+                                      levels=[Level.INSIGHT, Level.EXPERIENCE],
+                                      run_id=state["run_id"])
+    emit(runtime, state, "memory_recalled", "execute", purpose="step",
+         hits=[{"id": h.id, "score": round(h.score, 4), "text": h.content[:120]}
+               for h in result.hits])
+    records = await asyncio.to_thread(ctx.memory.c.store.tools, state["namespace"])
+    failed = {r.name for r in records if r.errors} & set(tool_names)
+    lessons = []
+    for name in sorted(failed):
+        lessons += await tool_lessons(ctx.memory, name, namespace=state["namespace"])
+    lesson_text = ("\nTOOL LESSONS (errors seen before and what fixed them):\n"
+                   + "\n".join(lessons)) if lessons else ""
+    return ("\n".join(hit_line(h) for h in result.hits), lesson_text,
+            [h.id for h in result.hits])
+
+
+def bind_action(action: dict[str, Any], params: dict[str, str]) -> ToolCall:
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: params.get(m.group(1), m.group(0)),
+                          value)
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return value
+    return ToolCall(id="replay", name=action["tool"], arguments=fill(action.get("args", {})))
+
+
+async def _run_call(state: RunState, ctx: RunContext, runtime: Runtime[RunContext],
+                    call: ToolCall, index: int, **extra: Any) -> ActionStep:
+    emit(runtime, state, "step_started", "execute", index=index, tool=call.name)
+    result = await invoke_tool(ctx.tools, ctx.tool_ctx, call, timeout_s=ctx.limits.tool_timeout_s)
+    emit(runtime, state, "tool_called", "execute", index=index, tool=call.name, ok=result.ok,
+         latency_ms=round(result.latency_ms, 1), error=result.error)
+    return ActionStep(index=index, tool=call.name, arguments=call.arguments, ok=result.ok,
+                      observation=result.content if result.ok else (result.error or "error"),
+                      error=None if result.ok else result.error, latency_ms=result.latency_ms,
+                      **extra)
+
+
+async def _replay(state: RunState, ctx: RunContext, runtime: Runtime[RunContext]
+                  ) -> dict[str, Any] | None:
+    skill = dict(state["skill"] or {})
+    if skill["pos"] >= len(skill["actions"]):
+        return None
+    index = state.get("action_count", 0) + 1
+    call = bind_action(skill["actions"][skill["pos"]], skill["params"])
+    step = await _run_call(state, ctx, runtime, call, index, replayed_skill=skill["name"])
+    skill["pos"] += 1
+    # a failed replay step hands control back to the model (skill dropped)
+    return {"steps": [dump(step)], "action_count": index, "skill": skill if step.ok else None}
+
+
+async def execute(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    index = state.get("action_count", 0) + 1
+    if index > ctx.limits.max_steps:
+        return _finish(state, runtime, "Stopped: the step budget ran out.", "step budget")
+    if state.get("skill"):
+        replayed = await _replay(state, ctx, runtime)
+        if replayed is not None:
+            return replayed
+    tools = await ctx.tools.aselect(state["task"], ctx.limits.tools_k, ctx.memory,
+                                    namespace=state["namespace"])
+    memory_text, lessons, recalled = await _step_memory(state, ctx, runtime,
+                                                        [t.name for t in tools])
+    messages = conversation(state, ctx, memory_text, lessons)
+    try:
+        response = await ctx.executor.complete(
+            messages, tools=[*(t.spec() for t in tools), FINISH],
+            settings=ModelSettings(tool_choice="auto", max_tokens=512))
+    except BudgetExceeded as exc:
+        return _finish(state, runtime, f"Stopped: {exc.message}.", f"{exc.what} budget")
+    except LLMError as exc:
+        return _finish(state, runtime, f"Stopped: the model failed: {exc.message}", "error")
+    tokens = response.usage.total_tokens
+    emit(runtime, state, "tokens", "execute", role="executor", tokens=tokens, cost=response.cost)
+    usage = {"tokens": state.get("tokens", 0) + tokens, "cost": state.get("cost", 0.0)
+             + response.cost}
+    calls = response.tool_calls
+    if not calls:
+        return {**_finish(state, runtime, response.text.strip() or "(no answer)", "answered"),
+                **usage}
+    call = calls[0]  # one action at a time: the model sees each result before the next
+    if call.name == FINISH.name:
+        answer = call.arguments.get("answer")
+        text = answer if isinstance(answer, str) else json.dumps(call.arguments)
+        return {**_finish(state, runtime, text, "answered"), **usage}
+    step = await _run_call(state, ctx, runtime, call, index, tokens=tokens,
+                           thought=response.text or None, recalled=recalled)
+    return {"steps": [dump(step)], "action_count": index, **usage}
+
+
+def _finish(state: RunState, runtime: Runtime[RunContext], answer: str, reason: str
+            ) -> dict[str, Any]:
+    final = FinalStep(answer=answer, reason=reason)
+    emit(runtime, state, "final", "execute", answer=answer[:500], reason=reason)
+    return {"final": dump(final), "steps": [dump(final)]}
+
+
+def after_execute(state: RunState) -> str:
+    return "verify" if state.get("final") else "execute"

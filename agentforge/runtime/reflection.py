@@ -1,0 +1,127 @@
+"""Nodes `verify`, `reflect` and `retain`: judge the outcome (the environment's reward when there
+is one, else a judge prompt), replan (bounded) or distil lessons from success and failure
+(validated JSON only), retain the episode and the lessons, and credit what was recalled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, Field
+
+from agentforge.llm import Message
+from agentforge.runtime.common import emit
+from agentforge.runtime.context import RunContext
+from agentforge.runtime.prompts import load_prompt
+from agentforge.runtime.state import RunState
+from agentforge.runtime.steps import Experience, ReflectionStep, dump, render_steps
+from agentforge.runtime.structured import ask_structured
+from agentforge.types import Level, MemoryInput, Outcome, Provenance, Trust
+
+NO_REPLAN = {"step budget", "tokens budget", "cost budget", "seconds budget", "steps budget"}
+
+
+class Judgement(BaseModel):
+    success: bool
+    reason: str = Field(default="", max_length=500)
+
+
+class Distilled(BaseModel):
+    items: list[Experience] = Field(default_factory=list, max_length=5)
+
+
+def _usage(state: RunState, response: Any) -> dict[str, Any]:
+    if response is None:
+        return {}
+    return {"tokens": state.get("tokens", 0) + response.usage.total_tokens,
+            "cost": state.get("cost", 0.0) + response.cost}
+
+
+async def verify(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    final = state.get("final") or {}
+    if ctx.environment is not None:
+        reward = await ctx.environment.reward(dict(state))
+        if reward is not None:
+            outcome = "success" if reward >= 1.0 else "failure"
+            verdict = ReflectionStep(outcome=outcome, reward=reward, judged_by="environment",
+                                     reason=f"environment reward {reward:g}")
+            emit(runtime, state, "judged", "verify", outcome=outcome, reward=reward)
+            return {"verdict": dump(verdict)}
+    prompt = load_prompt("judge").render(task=state["task"],
+                                         steps=render_steps(state.get("steps", []), last=12),
+                                         answer=final.get("answer", ""))
+    judgement, response = await ask_structured(ctx.reflector, [Message.user(prompt)], Judgement,
+                                               max_tokens=200)
+    if judgement is None:
+        verdict = ReflectionStep(outcome="unknown", judged_by="none",
+                                 reason="the judge gave no valid verdict")
+    else:
+        verdict = ReflectionStep(outcome="success" if judgement.success else "failure",
+                                 judged_by="judge", reason=judgement.reason)
+    emit(runtime, state, "judged", "verify", outcome=verdict.outcome, reason=verdict.reason)
+    return {"verdict": dump(verdict), **_usage(state, response)}
+
+
+async def reflect(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    verdict = ReflectionStep.model_validate(state["verdict"])
+    final = state.get("final") or {}
+    can_replan = (verdict.outcome == "failure" and state.get("replans", 0) < ctx.limits.max_replans
+                  and final.get("reason") not in NO_REPLAN)
+    if can_replan:
+        verdict.replan = True
+        emit(runtime, state, "reflected", "reflect", replan=True, reason=verdict.reason)
+        return {"verdict": dump(verdict), "steps": [dump(verdict)]}
+    outcome_text = {"success": "succeeded", "failure": "failed"}.get(verdict.outcome,
+                                                                     "ended, outcome unknown")
+    prompt = load_prompt("distill").render(
+        outcome_text=outcome_text, max_items=ctx.limits.distill_items, task=state["task"],
+        steps=render_steps(state.get("steps", []), last=16), outcome=verdict.outcome,
+        reason=verdict.reason)
+    distilled, response = await ask_structured(ctx.reflector, [Message.user(prompt)], Distilled,
+                                               max_tokens=ctx.limits.distill_max_tokens)
+    if distilled is not None and verdict.outcome != "unknown":
+        verdict.experiences = distilled.items[: ctx.limits.distill_items]
+    emit(runtime, state, "reflected", "reflect", replan=False, lessons=len(verdict.experiences),
+         valid=distilled is not None)
+    return {"verdict": dump(verdict), "steps": [dump(verdict)], **_usage(state, response)}
+
+
+def after_reflect(state: RunState) -> str:
+    verdict = state.get("verdict") or {}
+    return "plan" if verdict.get("replan") else "retain"
+
+
+def episode_text(state: RunState, verdict: ReflectionStep) -> str:
+    return (f"Task: {state['task']}\nOutcome: {verdict.outcome} ({verdict.reason})\n"
+            + render_steps(state.get("steps", []), last=30))
+
+
+async def retain(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    verdict = ReflectionStep.model_validate(state["verdict"])
+    if ctx.memory is None:
+        return {}
+    run_id, ns = state["run_id"], state["namespace"]
+    meta = {"run_id": run_id, "outcome": verdict.outcome, "reward": verdict.reward,
+            "template": state.get("template"), "actions": state.get("action_count", 0),
+            "tokens": state.get("tokens", 0)}
+    tags = [t for t in [state.get("template")] if t]
+    items = [MemoryInput(content=episode_text(state, verdict), level=Level.EPISODE,
+                         kind="episode", title=state["task"][:120], metadata=meta, tags=tags,
+                         provenance=Provenance(source=run_id, role="runtime"))]
+    for exp in verdict.experiences:
+        items.append(MemoryInput(
+            content=f"{exp.title}. {exp.description} {exp.content}", title=exp.title,
+            level=Level.EXPERIENCE, kind=f"lesson_{verdict.outcome}", tags=tags,
+            metadata={"run_id": run_id, "outcome": verdict.outcome,
+                      "template": state.get("template")},
+            provenance=Provenance(source=run_id, role="reflector", trust=Trust.DERIVED)))
+    result = await ctx.memory.aretain(items, namespace=ns)
+    credited = 0
+    if verdict.outcome != "unknown":
+        credited = await ctx.memory.arecord_outcome(run_id, Outcome(verdict.outcome))
+    emit(runtime, state, "retained", "retain", episode=result.ids[0], lessons=len(items) - 1,
+         credited=credited)
+    return {}

@@ -1,0 +1,190 @@
+"""The run graph with the scripted LLM on fast in-memory components: plan → execute (tool loop) →
+verify → reflect → retain, events, replan, budgets, checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from agentforge.errors import NotFoundError
+from agentforge.llm import Message, ScriptedLLM, ToolSpec
+from agentforge.memory.engine import Memory
+from agentforge.runtime.events import Event
+from agentforge.sdk import Forge, RunResult
+from agentforge.settings import Settings
+from agentforge.tools import ToolContext, tool
+
+PRICES = {"apple": "3 EUR", "pear": "4 EUR"}
+
+
+@tool
+def lookup_price(ctx: ToolContext, item: str) -> str:
+    """Look up the price of an item in the shop.
+
+    Args:
+        item: the item's name, e.g. "apple"
+    """
+    if item not in PRICES:
+        raise ValueError(f"no item named {item!r}")
+    return f"The price of {item} is {PRICES[item]}."
+
+
+def role(messages: Sequence[Message]) -> str:
+    text = messages[0].content or ""
+    for name in ("planner", "executor", "judge", "distil"):
+        if f"You are the {name}" in text or f"You {name}" in text:
+            return name
+    raise AssertionError(f"unknown prompt: {text[:80]}")
+
+
+def shop_agent(judge_success: bool = True, item: str = "apple"):
+    def reply(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str | Message:
+        r = role(messages)
+        if r == "planner":
+            return json.dumps({"subgoals": ["look up the price", "answer with it"]})
+        if r == "executor":
+            results = [m for m in messages if m.role == "tool"]
+            if not results:
+                return ScriptedLLM.tool_call("lookup_price", item=item)
+            return ScriptedLLM.tool_call("finish", answer=results[-1].content or "")
+        if r == "judge":
+            return json.dumps({"success": judge_success, "reason": "checked"})
+        return json.dumps({"items": [{
+            "title": "Look prices up with lookup_price",
+            "description": "Prices come from the shop tool, not from guessing.",
+            "content": "Call lookup_price with the item name, then answer with its result.",
+        }]})
+    return ScriptedLLM(reply)
+
+
+@pytest.fixture
+def memory() -> Memory:
+    m = Memory.in_memory()
+    yield m
+    m.close()
+
+
+def forge(tmp_path: Path, memory: Memory, llm: ScriptedLLM, **kwargs) -> Forge:
+    return Forge(model=llm, memory=memory, tools=[lookup_price],
+                 settings=Settings(home=tmp_path), **kwargs)
+
+
+def test_a_run_plans_acts_judges_and_retains(tmp_path: Path, memory: Memory) -> None:
+    llm = shop_agent()
+    result = forge(tmp_path, memory, llm).run("What does an apple cost?")
+    assert result.answer == "The price of apple is 3 EUR."
+    assert result.outcome == "success" and result.actions == 1 and result.tokens > 0
+    kinds = [s["type"] for s in result.steps]
+    assert kinds == ["task", "plan", "action", "final", "reflection"]
+    stats = memory.stats()["namespaces"]["default"]["levels"]
+    assert stats["episode"] == 1 and stats["experience"] == 1
+    lesson = memory.recall("price lookup", levels=["experience"]).hits[0]
+    assert lesson.kind == "lesson_success" and lesson.provenance.source == result.run_id
+
+
+def test_second_run_sees_the_first_runs_lesson_and_credit_moves_utility(
+        tmp_path: Path, memory: Memory) -> None:
+    llm = shop_agent()
+    agent = forge(tmp_path, memory, llm)
+    agent.run("What does an apple cost?")
+    lesson = memory.recall("lookup_price", levels=["experience"]).hits[0]
+    assert lesson.utility == 0.5
+    second = agent.run("What does a pear cost?")
+    planner_prompts = [c.messages[0].content for c in llm.calls
+                       if role(c.messages) == "planner"]
+    assert "Look prices up with lookup_price" in planner_prompts[-1]
+    assert "Look prices up with lookup_price" not in planner_prompts[0]
+    credited = memory.c.store.get(lesson.id)
+    assert second.outcome == "success" and credited.successes >= 1 and credited.utility > 0.5
+
+
+def test_failure_replans_once_then_lessons_from_failure(tmp_path: Path, memory: Memory) -> None:
+    llm = shop_agent(judge_success=False)
+    result = forge(tmp_path, memory, llm).run("What does an apple cost?")
+    assert result.outcome == "failure"
+    kinds = [s["type"] for s in result.steps]
+    assert kinds.count("plan") == 2 and kinds[-1] == "reflection"
+    lesson = memory.recall("lookup_price", levels=["experience"]).hits[0]
+    assert lesson.kind == "lesson_failure"
+
+
+def test_tool_errors_reach_the_model_and_tool_memory(tmp_path: Path, memory: Memory) -> None:
+    llm = shop_agent(item="banana")
+    result = forge(tmp_path, memory, llm, limits=None).run("What does a banana cost?")
+    action = next(s for s in result.steps if s["type"] == "action")
+    assert not action["ok"] and "no item named 'banana'" in action["observation"]
+    record = memory.c.store.tools("default")[0]
+    assert record.name == "lookup_price" and record.failures == 1
+
+
+def test_step_budget_is_enforced(tmp_path: Path, memory: Memory) -> None:
+    def loop(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str | Message:
+        r = role(messages)
+        if r == "executor":
+            return ScriptedLLM.tool_call("lookup_price", item="apple")
+        return json.dumps({"subgoals": ["x"]}) if r == "planner" else "not json"
+
+    result = forge(tmp_path, memory, ScriptedLLM(loop)).run("Loop forever", max_steps=3)
+    assert result.actions == 3 and result.steps[-2]["reason"] == "step budget"
+    assert result.outcome == "unknown"  # the judge gave no valid verdict: nothing distilled
+    assert memory.stats()["namespaces"]["default"]["levels"] == {"episode": 1}
+
+
+def test_events_stream_and_runs_index(tmp_path: Path, memory: Memory) -> None:
+    import asyncio
+
+    agent = forge(tmp_path, memory, shop_agent())
+
+    async def collect() -> list[Event | RunResult]:
+        return [item async for item in agent.events("What does an apple cost?")]
+
+    items = asyncio.run(collect())
+    kinds = [i.kind for i in items if isinstance(i, Event)]
+    for kind in ("memory_recalled", "plan", "step_started", "tool_called", "tokens", "final",
+                 "judged", "reflected", "retained"):
+        assert kind in kinds
+    result = items[-1]
+    assert isinstance(result, RunResult)
+    info = agent.get_run(result.run_id)
+    assert info.status == "finished" and info.outcome == "success"
+    assert agent.list_runs()[0].id == result.run_id
+    with pytest.raises(NotFoundError):
+        agent.get_run("nope")
+
+
+def test_crash_mid_run_resumes_from_the_last_checkpoint(tmp_path: Path, memory: Memory) -> None:
+    calls = {"lookups": 0}
+
+    @tool
+    def counted_lookup(item: str) -> str:
+        """Look up the price of an item.
+
+        Args:
+            item: the item
+        """
+        calls["lookups"] += 1
+        return f"{item} costs 3 EUR"
+
+    def crashing(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str | Message:
+        r = role(messages)
+        if r == "executor":
+            if any(m.role == "tool" for m in messages):
+                raise RuntimeError("power cut")  # the process dies after the first action
+            return ScriptedLLM.tool_call("counted_lookup", item="apple")
+        return json.dumps({"subgoals": ["look up"]})
+
+    first = Forge(model=ScriptedLLM(crashing), memory=memory, tools=[counted_lookup],
+                  settings=Settings(home=tmp_path))
+    with pytest.raises(RuntimeError, match="power cut"):
+        first.run("What does an apple cost?", run_id="run-crash")
+    assert calls["lookups"] == 1
+    resumed = Forge(model=shop_agent(), memory=memory, tools=[counted_lookup],
+                    settings=Settings(home=tmp_path)).resume("run-crash")
+    assert calls["lookups"] == 1  # the finished step was not redone
+    assert resumed.answer == "apple costs 3 EUR" and resumed.outcome == "success"
+    assert [s["type"] for s in resumed.steps] == ["task", "plan", "action", "final", "reflection"]
+    with pytest.raises(NotFoundError):
+        first.resume("no-such-run")
