@@ -21,6 +21,7 @@ from agentforge.runtime.events import Event, event_from_stream
 from agentforge.runtime.graph import build_graph
 from agentforge.runtime.runs import RunIndex, RunInfo
 from agentforge.settings import Settings
+from agentforge.skills import discover_skills, retain_skills
 from agentforge.tools import Tool, ToolContext, ToolRegistry
 from agentforge.types import parse_namespace
 
@@ -51,7 +52,7 @@ class Forge:
                  planner: str | LLM | None = None, executor: str | LLM | None = None,
                  reflector: str | LLM | None = None, limits: Limits | None = None,
                  budget: Budget | None = None, workspace: Path | None = None,
-                 use_memory: bool = True) -> None:
+                 skills: Sequence[str | Path] = (), use_memory: bool = True) -> None:
         self.settings = settings or Settings()
         home = self.settings.resolved_home()
         self.memory = memory if memory is not None or not use_memory else (
@@ -62,6 +63,11 @@ class Forge:
                        for role, override in (("planner", planner), ("executor", executor),
                                               ("reflector", reflector))}
         self.registry = _registry(tools)
+        self.skills = [s for root in skills for s in discover_skills(root)]
+        for skill in self.skills:  # a skill's own tools (tools.py beside SKILL.md)
+            for extra in skill.load_tools():
+                self.registry.add(extra, replace=True)
+        self._skills_retained = False
         self.limits = limits or Limits()
         self.budget = budget or Budget()
         self.workspace = workspace or home / "workspace"
@@ -98,6 +104,9 @@ class Forge:
         elif not task or not task.strip():
             raise ConfigError("the task is empty")
         run_id = run_id or uuid.uuid4().hex[:12]
+        if self.skills and self.memory is not None and not self._skills_retained:
+            await retain_skills(self.memory, self.skills, self.namespace)  # idempotent
+            self._skills_retained = True
         limits = self.limits if max_steps is None else _with(self.limits, max_steps=max_steps)
         if not resume:
             self.runs.create(run_id, task, self.namespace, self.models["executor"].model_id,

@@ -87,10 +87,10 @@ def shopper(url: str, item: str, *, misread: bool = False) -> ScriptedLLM:
             done = [m for m in messages if m.role == "tool"]
             if not done:
                 return ScriptedLLM.tool_call("browser_goto", url=url)
-            if len(done) == 1:
-                return ScriptedLLM.tool_call("browser_type", label="Search", text=item, submit=True)
             price = re.search(r"\d+ EUR", done[-1].content or "")
-            answer = "1 EUR" if misread or not price else price.group(0)
+            if price is None:  # not on a results page yet: search
+                return ScriptedLLM.tool_call("browser_type", label="Search", text=item, submit=True)
+            answer = "1 EUR" if misread else price.group(0)
             return ScriptedLLM.tool_call("finish", answer=f"{item} costs {answer}")
         return json.dumps(
             {
@@ -98,7 +98,7 @@ def shopper(url: str, item: str, *, misread: bool = False) -> ScriptedLLM:
                     {
                         "title": LESSON,
                         "description": "Prices are on the search results page of the shop.",
-                        "content": "Type the product into the Search box, submit, and read the price "
+                        "content": "Type the product into the Search box, submit, read the price "
                         "from the results before answering.",
                     }
                 ]
@@ -146,5 +146,53 @@ def test_browser_task_learns_across_runs(tmp_path: Path, shop: str) -> None:
         tools = {r.name: r for r in memory.c.store.tools("default")}
         assert tools["browser_type"].successes >= 3
         assert memory.check()["ok"]
+    finally:
+        memory.close()
+
+
+SKILL = """---
+name: shop-price
+description: Find a product's price with the shop's search box.
+parameters:
+  url: the shop's address
+  item: the product
+template: "What does a {item} cost in the shop at {url}?"
+---
+1. Open the shop.
+2. Search for the item and read the price.
+
+## Actions
+
+```yaml
+- tool: browser_goto
+  args: {url: "{{url}}"}
+- tool: browser_type
+  args: {label: "%s", text: "{{item}}", submit: true}
+```
+"""
+
+
+@pytest.mark.parametrize("label, replayed", [("Search", 2), ("No such field", 1)])
+def test_matching_skill_is_replayed_with_bound_parameters_and_falls_back_to_the_model(
+        tmp_path: Path, shop: str, label: str, replayed: int) -> None:
+    skill_dir = tmp_path / "skills" / "shop-price"
+    skill_dir.mkdir(parents=True)
+    (skill_dir / "SKILL.md").write_text(SKILL % label)
+    settings = Settings(home=tmp_path / "home")
+    memory = Memory.from_settings(settings)
+    try:
+        llm = shopper(shop, "pear")
+        agent = Forge(model=llm, memory=memory, tools=["browser"], settings=settings,
+                      skills=[tmp_path / "skills"])
+        result = agent.run(f"What does a pear cost in the shop at {shop}?",
+                           environment=PriceCheck("pear"))
+        actions = [s for s in result.steps if s["type"] == "action"]
+        assert [a["replayed_skill"] for a in actions[:replayed]] == ["shop-price"] * replayed
+        assert actions[0]["arguments"] == {"url": shop}
+        assert result.outcome == "success" and result.answer == "pear costs 4 EUR"
+        executor_calls = sum("You are the executor" in (c.messages[0].content or "")
+                             for c in llm.calls)
+        # replayed actions cost no model call; a broken replay step hands over to the model
+        assert executor_calls == (1 if replayed == 2 else 2)
     finally:
         memory.close()

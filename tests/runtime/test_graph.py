@@ -52,11 +52,18 @@ def shop_agent(judge_success: bool = True, item: str = "apple"):
             return ScriptedLLM.tool_call("finish", answer=results[-1].content or "")
         if r == "judge":
             return json.dumps({"success": judge_success, "reason": "checked"})
-        return json.dumps({"items": [{
-            "title": "Look prices up with lookup_price",
-            "description": "Prices come from the shop tool, not from guessing.",
-            "content": "Call lookup_price with the item name, then answer with its result.",
-        }]})
+        return json.dumps(
+            {
+                "items": [
+                    {
+                        "title": "Look prices up with lookup_price",
+                        "description": "Prices come from the shop tool, not from guessing.",
+                        "content": "Call lookup_price with the item name, then answer.",
+                    }
+                ]
+            }
+        )
+
     return ScriptedLLM(reply)
 
 
@@ -68,8 +75,9 @@ def memory() -> Memory:
 
 
 def forge(tmp_path: Path, memory: Memory, llm: ScriptedLLM, **kwargs) -> Forge:
-    return Forge(model=llm, memory=memory, tools=[lookup_price],
-                 settings=Settings(home=tmp_path), **kwargs)
+    return Forge(
+        model=llm, memory=memory, tools=[lookup_price], settings=Settings(home=tmp_path), **kwargs
+    )
 
 
 def test_a_run_plans_acts_judges_and_retains(tmp_path: Path, memory: Memory) -> None:
@@ -86,15 +94,15 @@ def test_a_run_plans_acts_judges_and_retains(tmp_path: Path, memory: Memory) -> 
 
 
 def test_second_run_sees_the_first_runs_lesson_and_credit_moves_utility(
-        tmp_path: Path, memory: Memory) -> None:
+    tmp_path: Path, memory: Memory
+) -> None:
     llm = shop_agent()
     agent = forge(tmp_path, memory, llm)
     agent.run("What does an apple cost?")
     lesson = memory.recall("lookup_price", levels=["experience"]).hits[0]
     assert lesson.utility == 0.5
     second = agent.run("What does a pear cost?")
-    planner_prompts = [c.messages[0].content for c in llm.calls
-                       if role(c.messages) == "planner"]
+    planner_prompts = [c.messages[0].content for c in llm.calls if role(c.messages) == "planner"]
     assert "Look prices up with lookup_price" in planner_prompts[-1]
     assert "Look prices up with lookup_price" not in planner_prompts[0]
     credited = memory.c.store.get(lesson.id)
@@ -143,8 +151,17 @@ def test_events_stream_and_runs_index(tmp_path: Path, memory: Memory) -> None:
 
     items = asyncio.run(collect())
     kinds = [i.kind for i in items if isinstance(i, Event)]
-    for kind in ("memory_recalled", "plan", "step_started", "tool_called", "tokens", "final",
-                 "judged", "reflected", "retained"):
+    for kind in (
+        "memory_recalled",
+        "plan",
+        "step_started",
+        "tool_called",
+        "tokens",
+        "final",
+        "judged",
+        "reflected",
+        "retained",
+    ):
         assert kind in kinds
     result = items[-1]
     assert isinstance(result, RunResult)
@@ -176,13 +193,18 @@ def test_crash_mid_run_resumes_from_the_last_checkpoint(tmp_path: Path, memory: 
             return ScriptedLLM.tool_call("counted_lookup", item="apple")
         return json.dumps({"subgoals": ["look up"]})
 
-    first = Forge(model=ScriptedLLM(crashing), memory=memory, tools=[counted_lookup],
-                  settings=Settings(home=tmp_path))
+    first = Forge(
+        model=ScriptedLLM(crashing),
+        memory=memory,
+        tools=[counted_lookup],
+        settings=Settings(home=tmp_path),
+    )
     with pytest.raises(RuntimeError, match="power cut"):
         first.run("What does an apple cost?", run_id="run-crash")
     assert calls["lookups"] == 1
-    resumed = Forge(model=shop_agent(), memory=memory, tools=[counted_lookup],
-                    settings=Settings(home=tmp_path)).resume("run-crash")
+    resumed = Forge(
+        model=shop_agent(), memory=memory, tools=[counted_lookup], settings=Settings(home=tmp_path)
+    ).resume("run-crash")
     assert calls["lookups"] == 1  # the finished step was not redone
     assert resumed.answer == "apple costs 3 EUR" and resumed.outcome == "success"
     assert [s["type"] for s in resumed.steps] == ["task", "plan", "action", "final", "reflection"]
