@@ -92,6 +92,7 @@ class ChannelRanks(BaseModel):
     keyword: int | None = None
     recency: int | None = None
     utility: int | None = None
+    neighbour: int | None = None
 
 
 class RecallHit(BaseModel):

@@ -37,7 +37,8 @@ async def sync_records(
         by_ns.setdefault(record.namespace, []).append(record)
     for namespace, group in by_ns.items():
         active = [r for r in group if r.status == Status.ACTIVE.value and r.valid_to is None]
-        gone = [r.id for r in group if r not in active]
+        kept = {id(r) for r in active}
+        gone = [r.id for r in group if id(r) not in kept]
         if active:
             matrix = np.stack(
                 [

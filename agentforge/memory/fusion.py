@@ -8,22 +8,37 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
-CHANNELS = ("dense", "keyword", "recency", "utility")
+CHANNELS = ("dense", "keyword", "recency", "utility", "neighbour")
 
 
 @dataclass(frozen=True)
 class FusionWeights:
-    """Weights of the recall channels in reciprocal-rank fusion, and the candidate pool size."""
+    """Weights of the recall channels in reciprocal-rank fusion, and the candidate pool size.
+
+    `rrf_k` is small (the classic 60 flattens the ranks of a 60-item pool so much that an item
+    found by one channel only can hardly win): a channel's top hits count. `neighbour` weighs the
+    channel of records adjacent to the best `neighbour_of` hits of a first fusion (the turn a
+    reply answers, the next chunk; see `agentforge.memory.neighbours`).
+    """
 
     dense: float = 1.0
     keyword: float = 1.0
     recency: float = 0.0
     utility: float = 0.3
-    rrf_k: float = 60.0
+    neighbour: float = 0.5
+    rrf_k: float = 5.0
     candidates: int = 60  # candidates fetched per channel
+    neighbour_of: int = 10  # best first-pass hits whose neighbours are looked up
+
+    def only(self, channel: str) -> FusionWeights:
+        """These weights with every recall channel but `channel` switched off."""
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r}; choose one of {', '.join(CHANNELS)}")
+        off = {c: 0.0 for c in CHANNELS if c != channel}
+        return replace(self, **off, **{channel: getattr(self, channel) or 1.0})
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -1,5 +1,6 @@
 """`recall`, the hot path: embed (one call for the batch) → channels (dense: one index query per
-namespace/filter group; keyword: BM25) → candidates → filter → fuse → budget → log.
+namespace/filter group; keyword: BM25) → candidates → filter → fuse → neighbours of the best
+(one store query) → fuse again → budget → log.
 
 Concurrent recalls are coalesced into one `recall_batch` call by the engine's micro-batcher.
 """
@@ -17,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from agentforge.memory.components import Components
 from agentforge.memory.fusion import FusionWeights, apply_budget, fuse, ranks_by_score
+from agentforge.memory.neighbours import Position, adjacent, neighbour_scores, position, records_at
 from agentforge.memory.records import MemoryRecord, RecallLog
 from agentforge.memory.store import blob_to_vector
 from agentforge.types import ChannelRanks, Level, Provenance, RecallHit, RecallResult, Status
@@ -132,19 +134,54 @@ def _fetch(
         return c.store.fetch(s, list(ids))
 
 
-def _hits(
+Ranks = dict[str, dict[str, int]]  # channel -> id -> rank
+
+
+def _ranks(
     q: RecallRequest,
     dense: list[tuple[str, float]],
     keyword: list[tuple[str, float]],
     records: dict[str, MemoryRecord],
-) -> list[RecallHit]:
+) -> Ranks:
     ok = {i for i, _ in (*dense, *keyword) if i in records and _passes(records[i], q)}
-    ranks = {
+    return {
         "dense": ranks_by_score([h for h in dense if h[0] in ok]),
         "keyword": ranks_by_score([h for h in keyword if h[0] in ok]),
         "recency": ranks_by_score([(i, records[i].occurred_at.timestamp()) for i in ok]),
         "utility": ranks_by_score([(i, records[i].utility) for i in ok]),
     }
+
+
+def _neighbours(
+    c: Components,
+    requests: Sequence[RecallRequest],
+    ranks: list[Ranks],
+    records: dict[str, MemoryRecord],
+) -> None:
+    """Add the neighbour channel to each request's ranks (one store query for the batch);
+    newly found neighbours are added to `records`."""
+    tops: dict[int, list[tuple[str, float]]] = {}
+    for i, q in enumerate(requests):
+        if q.weights.neighbour > 0 and q.weights.neighbour_of > 0:
+            tops[i] = fuse(ranks[i], q.weights)[: q.weights.neighbour_of]
+    wanted = {p for top in tops.values() for hit, _ in top for p in adjacent(records[hit])}
+    if not wanted:
+        return
+    with c.store.read() as s:
+        found = records_at(s, wanted)
+    by_position: dict[Position, list[MemoryRecord]] = {}
+    for r in found:
+        records.setdefault(r.id, r)
+        by_position.setdefault(position(r), []).append(r)  # type: ignore[arg-type]
+    for i, top in tops.items():
+        q = requests[i]
+        scores = neighbour_scores(top, records, by_position)
+        ranks[i]["neighbour"] = ranks_by_score(
+            (j, v) for j, v in scores.items() if _passes(records[j], q)
+        )
+
+
+def _hits(q: RecallRequest, ranks: Ranks, records: dict[str, MemoryRecord]) -> list[RecallHit]:
     fused = fuse(ranks, q.weights)
     chosen = apply_budget(
         fused, k=q.k, token_budget=q.token_budget, text_of=lambda item: records[item[0]].content
@@ -152,7 +189,10 @@ def _hits(
     return [_to_hit(records[i], score, ranks) for i, score in chosen]
 
 
-def _to_hit(r: MemoryRecord, score: float, ranks: dict[str, dict[str, int]]) -> RecallHit:
+_RANKED = set(ChannelRanks.model_fields)
+
+
+def _to_hit(r: MemoryRecord, score: float, ranks: Ranks) -> RecallHit:
     return RecallHit(
         id=r.id,
         namespace=r.namespace,
@@ -163,7 +203,7 @@ def _to_hit(r: MemoryRecord, score: float, ranks: dict[str, dict[str, int]]) -> 
         tags=list(r.tags),
         metadata=dict(r.meta or {}),
         score=score,
-        ranks=ChannelRanks(**{c: ranks[c].get(r.id) for c in ranks}),
+        ranks=ChannelRanks(**{c: ranks[c].get(r.id) for c in ranks if c in _RANKED}),
         provenance=Provenance(source=r.source, step=r.step, role=r.role, trust=r.trust),
         created_at=r.created_at,
         occurred_at=r.occurred_at,
@@ -179,10 +219,10 @@ async def recall_batch(c: Components, requests: Sequence[RecallRequest]) -> list
     dense = await _dense(c, requests, vectors)
     keyword = await keyword_task
     records = await asyncio.to_thread(_fetch, c, requests, vectors, dense, keyword)
+    ranks = [_ranks(q, dense[i], keyword[i], records) for i, q in enumerate(requests)]
+    await asyncio.to_thread(_neighbours, c, requests, ranks, records)
     results = [
-        RecallResult(
-            query=q.query, namespace=q.namespace, hits=_hits(q, dense[i], keyword[i], records)
-        )
+        RecallResult(query=q.query, namespace=q.namespace, hits=_hits(q, ranks[i], records))
         for i, q in enumerate(requests)
     ]
     elapsed = (time.perf_counter() - start) * 1000

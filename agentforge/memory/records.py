@@ -31,6 +31,7 @@ class MemoryRecord(SQLModel, table=True):
         Index("ix_memory_ns_doc", "namespace", "doc_id"),
         Index("ix_memory_ns_status_level", "namespace", "status", "level"),
         Index("ix_memory_index_state", "index_state"),
+        Index("ix_memory_ns_source_step", "namespace", "source", "step"),
     )
 
     # An integer primary key keeps SQLite's rowid stable (VACUUM), which the FTS5 index relies on.

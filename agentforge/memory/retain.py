@@ -20,6 +20,9 @@ from agentforge.memory.store import new_id, vector_to_blob
 from agentforge.types import Level, MemoryInput, RetainResult, Status
 
 NEAR_DUPLICATE = 0.97  # cosine above which a new item is taken as a restatement of an old one
+# Metadata key of an item's context: text that situates it (the message a reply answers, the
+# heading of a section), embedded with each of its chunks but not stored as their content.
+EMBED_CONTEXT = "embed_context"
 
 
 @dataclass
@@ -46,6 +49,16 @@ def prepare(items: Sequence[MemoryInput]) -> list[Piece]:
         for i, part in enumerate(parts):
             pieces.append(Piece(item=item, text=part, chunk_index=i, hash=content_hash(part)))
     return pieces
+
+
+def embedding_text(p: Piece) -> str:
+    """What is embedded for a piece: its title and text, then the item's `embed_context`, last
+    so that an embedder truncating long input cuts the context, not the content."""
+    text = p.text if not p.item.title else f"{p.item.title}. {p.text}"
+    context = p.item.metadata.get(EMBED_CONTEXT)
+    if isinstance(context, str) and context.strip():
+        text = f"{text}\n{context.strip()}"
+    return text
 
 
 def _dedupes(piece: Piece) -> bool:
@@ -194,9 +207,7 @@ async def retain_items(c: Components, namespace: str, items: Sequence[MemoryInpu
     await asyncio.to_thread(_mark_exact_duplicates, c, namespace, pieces)
     todo = [p for p in pieces if p.existing_id is None and p.same_as is None]
     if todo:
-        vectors = await c.embedder.embed(
-            [p.text if not p.item.title else f"{p.item.title}. {p.text}" for p in todo]
-        )
+        vectors = await c.embedder.embed([embedding_text(p) for p in todo])
         for p, v in zip(todo, vectors, strict=True):
             p.vector = v
         await _mark_near_duplicates(c, namespace, todo)
