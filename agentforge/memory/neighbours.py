@@ -21,7 +21,7 @@ from typing import TypeVar
 from sqlalchemy import tuple_
 from sqlmodel import Session, col, select
 
-from agentforge.memory.records import MemoryRecord
+from agentforge.memory.records import VIEW_COLUMNS, MemoryRecord, RecordView, views
 
 # (namespace, "step" | "chunk", source or doc_id, step or chunk index)
 Position = tuple[str, str, str, int]
@@ -30,7 +30,7 @@ T = TypeVar("T")
 _LOOKUP_BATCH = 300  # positions per query (3 bound parameters each)
 
 
-def position(r: MemoryRecord) -> Position | None:
+def position(r: RecordView) -> Position | None:
     """Where a record sits in its episode / conversation / document, if anywhere."""
     if r.source is not None and r.step is not None:
         return (r.namespace, "step", r.source, r.step)
@@ -39,7 +39,7 @@ def position(r: MemoryRecord) -> Position | None:
     return None
 
 
-def adjacent(r: MemoryRecord) -> list[Position]:
+def adjacent(r: RecordView) -> list[Position]:
     """The positions just before and just after a record."""
     here = position(r)
     if here is None:
@@ -54,42 +54,46 @@ def _batches(items: Iterable[T]) -> Iterator[list[T]]:
         yield batch
 
 
-def records_at(session: Session, positions: Iterable[Position]) -> list[MemoryRecord]:
+def records_at(session: Session, positions: Iterable[Position]) -> list[RecordView]:
     """Every record (any status: the caller filters) at one of `positions`."""
     wanted = set(positions)
     steps = [(ns, key, i) for ns, kind, key, i in wanted if kind == "step"]
     chunks = [(ns, key, i) for ns, kind, key, i in wanted if kind == "chunk"]
-    found: list[MemoryRecord] = []
+    found: list[RecordView] = []
     # the plain IN on namespace (and doc_id) lets the store use its (namespace, doc_id) index
     for batch in _batches(steps):
         columns = tuple_(
             col(MemoryRecord.namespace), col(MemoryRecord.source), col(MemoryRecord.step)
         )
-        found += session.exec(
-            select(MemoryRecord).where(
-                col(MemoryRecord.namespace).in_(sorted({ns for ns, _, _ in batch})),
-                columns.in_(batch),
+        found += views(
+            session.connection().execute(
+                select(*VIEW_COLUMNS).where(
+                    col(MemoryRecord.namespace).in_(sorted({ns for ns, _, _ in batch})),
+                    columns.in_(batch),
+                )
             )
-        ).all()
+        )
     for batch in _batches(chunks):
         columns = tuple_(
             col(MemoryRecord.namespace), col(MemoryRecord.doc_id), col(MemoryRecord.chunk_index)
         )
-        found += session.exec(
-            select(MemoryRecord).where(
-                col(MemoryRecord.namespace).in_(sorted({ns for ns, _, _ in batch})),
-                col(MemoryRecord.doc_id).in_(sorted({key for _, key, _ in batch})),
-                columns.in_(batch),
-                col(MemoryRecord.step).is_(None),
+        found += views(
+            session.connection().execute(
+                select(*VIEW_COLUMNS).where(
+                    col(MemoryRecord.namespace).in_(sorted({ns for ns, _, _ in batch})),
+                    col(MemoryRecord.doc_id).in_(sorted({key for _, key, _ in batch})),
+                    columns.in_(batch),
+                    col(MemoryRecord.step).is_(None),
+                )
             )
-        ).all()
+        )
     return [r for r in found if position(r) in wanted]
 
 
 def neighbour_scores(
     top: Sequence[tuple[str, float]],
-    records: dict[str, MemoryRecord],
-    by_position: dict[Position, list[MemoryRecord]],
+    records: dict[str, RecordView],
+    by_position: dict[Position, list[RecordView]],
 ) -> dict[str, float]:
     """For each record next to one of the `top` (id, fused score) hits: the best such score."""
     scores: dict[str, float] = {}

@@ -19,7 +19,7 @@ from sqlmodel import Session, col, select
 from agentforge.memory.components import Components
 from agentforge.memory.fusion import FusionWeights, apply_budget, fuse, ranks_by_score
 from agentforge.memory.neighbours import Position, adjacent, neighbour_scores, position, records_at
-from agentforge.memory.records import MemoryRecord, RecallLog
+from agentforge.memory.records import MemoryRecord, RecallLog, RecordView
 from agentforge.memory.store import blob_to_vector
 from agentforge.types import ChannelRanks, Level, Provenance, RecallHit, RecallResult, Status
 
@@ -41,7 +41,7 @@ class RecallRequest:
     weights: FusionWeights = field(default_factory=FusionWeights)
 
 
-def _passes(r: MemoryRecord, q: RecallRequest) -> bool:
+def _passes(r: RecordView, q: RecallRequest) -> bool:
     if q.as_of is None:
         if r.status != Status.ACTIVE.value:
             return False
@@ -122,7 +122,7 @@ def _fetch(
     vectors: np.ndarray,
     dense: list[list[tuple[str, float]]],
     keyword: list[list[tuple[str, float]]],
-) -> dict[str, MemoryRecord]:
+) -> dict[str, RecordView]:
     with c.store.read() as s:
         for i, q in enumerate(requests):
             if q.as_of is not None:
@@ -131,7 +131,7 @@ def _fetch(
                     key=lambda h: -h[1],
                 )[: q.weights.candidates]
         ids = {h[0] for hits in (*dense, *keyword) for h in hits}
-        return c.store.fetch(s, list(ids))
+        return c.store.fetch_views(s, list(ids))
 
 
 Ranks = dict[str, dict[str, int]]  # channel -> id -> rank
@@ -141,7 +141,7 @@ def _ranks(
     q: RecallRequest,
     dense: list[tuple[str, float]],
     keyword: list[tuple[str, float]],
-    records: dict[str, MemoryRecord],
+    records: dict[str, RecordView],
 ) -> Ranks:
     ok = {i for i, _ in (*dense, *keyword) if i in records and _passes(records[i], q)}
     return {
@@ -156,7 +156,7 @@ def _neighbours(
     c: Components,
     requests: Sequence[RecallRequest],
     ranks: list[Ranks],
-    records: dict[str, MemoryRecord],
+    records: dict[str, RecordView],
 ) -> None:
     """Add the neighbour channel to each request's ranks (one store query for the batch);
     newly found neighbours are added to `records`."""
@@ -169,7 +169,7 @@ def _neighbours(
         return
     with c.store.read() as s:
         found = records_at(s, wanted)
-    by_position: dict[Position, list[MemoryRecord]] = {}
+    by_position: dict[Position, list[RecordView]] = {}
     for r in found:
         records.setdefault(r.id, r)
         by_position.setdefault(position(r), []).append(r)  # type: ignore[arg-type]
@@ -181,7 +181,7 @@ def _neighbours(
         )
 
 
-def _hits(q: RecallRequest, ranks: Ranks, records: dict[str, MemoryRecord]) -> list[RecallHit]:
+def _hits(q: RecallRequest, ranks: Ranks, records: dict[str, RecordView]) -> list[RecallHit]:
     fused = fuse(ranks, q.weights)
     chosen = apply_budget(
         fused, k=q.k, token_budget=q.token_budget, text_of=lambda item: records[item[0]].content
@@ -192,7 +192,7 @@ def _hits(q: RecallRequest, ranks: Ranks, records: dict[str, MemoryRecord]) -> l
 _RANKED = set(ChannelRanks.model_fields)
 
 
-def _to_hit(r: MemoryRecord, score: float, ranks: Ranks) -> RecallHit:
+def _to_hit(r: RecordView, score: float, ranks: Ranks) -> RecallHit:
     return RecallHit(
         id=r.id,
         namespace=r.namespace,

@@ -8,6 +8,9 @@ derived from it and can always be rebuilt). `history` records every change under
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -133,6 +136,62 @@ class MetaKV(SQLModel, table=True):
 
     key: str = Field(primary_key=True)
     value: str
+
+
+@dataclass(slots=True)
+class RecordView:
+    """A read-only record without its embedding, loaded with a plain column select: the recall
+    path reads hundreds of candidates per query, and ORM objects cost ~20x more to build."""
+
+    id: str
+    namespace: str
+    level: str
+    kind: str
+    title: str | None
+    content: str
+    doc_id: str | None
+    chunk_index: int
+    tags: list[str]
+    meta: dict[str, Any]
+    status: str
+    created_at: datetime
+    occurred_at: datetime
+    valid_from: datetime
+    valid_to: datetime | None
+    source: str | None
+    step: int | None
+    role: str | None
+    trust: str
+    utility: float
+
+
+VIEW_COLUMNS = tuple(getattr(MemoryRecord, f.name) for f in fields(RecordView))
+
+
+def views(rows: Any) -> list[RecordView]:
+    return [RecordView(*row) for row in rows]
+
+
+_VIEW_NAMES = [f.name for f in fields(RecordView)]
+_DATETIMES = {
+    i
+    for i, n in enumerate(_VIEW_NAMES)
+    if n in {"created_at", "occurred_at", "valid_from", "valid_to"}
+}
+_JSONS = {i for i, n in enumerate(_VIEW_NAMES) if n in {"tags", "meta"}}
+VIEW_SQL_COLUMNS = ", ".join("metadata" if n == "meta" else n for n in _VIEW_NAMES)
+
+
+def view_from_raw(row: Sequence[Any]) -> RecordView:
+    """A view from a raw SQLite row of VIEW_SQL_COLUMNS (SQLite keeps UTC without an offset)."""
+    values = list(row)
+    for i in _DATETIMES:
+        if values[i] is not None:
+            values[i] = datetime.fromisoformat(values[i]).replace(tzinfo=UTC)
+    for i in _JSONS:
+        if values[i] is not None:
+            values[i] = json.loads(values[i])
+    return RecordView(*values)
 
 
 # Fields of MemoryRecord that history snapshots carry (everything but the embedding blob).

@@ -22,12 +22,17 @@ from agentforge.memory.db import is_sqlite, make_engine
 from agentforge.memory.keyword import keyword_search
 from agentforge.memory.records import (
     SNAPSHOT_FIELDS,
+    VIEW_COLUMNS,
+    VIEW_SQL_COLUMNS,
     HistoryEntry,
     MemoryRecord,
     Operation,
     RecallLog,
+    RecordView,
     ToolRecord,
     utcnow,
+    view_from_raw,
+    views,
 )
 from agentforge.types import Status
 
@@ -257,6 +262,19 @@ class SQLStore:
             return {}
         rows = session.exec(select(MemoryRecord).where(col(MemoryRecord.id).in_(list(ids))))
         return {r.id: r for r in rows}
+
+    @staticmethod
+    def fetch_views(session: Session, ids: Sequence[str]) -> dict[str, RecordView]:
+        """Read-only views of records by id (no embedding, no ORM objects): the recall path."""
+        if not ids:
+            return {}
+        conn = session.connection()
+        if conn.dialect.name == "sqlite":  # the driver directly: 5-10x less Python per row
+            sql = f"SELECT {VIEW_SQL_COLUMNS} FROM memory WHERE id IN ({','.join('?' * len(ids))})"
+            rows = conn.exec_driver_sql(sql, tuple(ids)).fetchall()
+            return {v.id: v for v in map(view_from_raw, rows)}
+        stmt = select(*VIEW_COLUMNS).where(col(MemoryRecord.id).in_(list(ids)))
+        return {v.id: v for v in views(conn.execute(stmt))}
 
     def keyword(
         self,

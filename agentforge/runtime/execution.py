@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from dataclasses import replace
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -20,6 +21,8 @@ from agentforge.runtime.state import RunState
 from agentforge.runtime.steps import ActionStep, FinalStep, dump, step_from_dict
 from agentforge.tools import invoke_tool, tool_lessons
 from agentforge.types import Level
+
+STEP_RECALL_POOL = 20
 
 FINISH = ToolSpec(
     name="finish",
@@ -66,11 +69,13 @@ async def _step_memory(state: RunState, ctx: RunContext, runtime: Runtime[RunCon
     if ctx.memory is None:
         return "", "", []
     actions = _actions_since_plan(state)
-    cue = state["task"] if not actions else f"{state['task']}\n{actions[-1].observation[:600]}"
+    cue = state["task"] if not actions else f"{state['task']}\n{actions[-1].observation[:300]}"
+    # a few lessons for this step: a small candidate pool keeps the per-step cost low
+    weights = replace(ctx.memory.weights, candidates=STEP_RECALL_POOL)
     result = await ctx.memory.arecall(cue, namespace=state["namespace"],
                                       k=ctx.limits.step_recall_k,
                                       levels=[Level.INSIGHT, Level.EXPERIENCE],
-                                      run_id=state["run_id"])
+                                      run_id=state["run_id"], weights=weights)
     emit(runtime, state, "memory_recalled", "execute", purpose="step",
          hits=[{"id": h.id, "score": round(h.score, 4), "text": h.content[:120]}
                for h in result.hits])
