@@ -53,12 +53,56 @@ def keyword_search(
     match = fts_query(query)
     if match is None:
         return []
-    sql = (
-        "SELECT m.id, -bm25(memory_fts, 0.5, 1.0, 0.5) AS score FROM memory_fts "
-        "JOIN memory m ON m.seq = memory_fts.rowid "
-        "WHERE memory_fts MATCH :match AND m.namespace = :ns AND m.status = 'active'"
+    # Fast path: rank inside the FTS index (cheap), then join and filter the best `pool`; when
+    # filters leave fewer than n (another namespace dominates the terms), rank after filtering.
+    pool = max(4 * n, 200)
+    ranked = (
+        "(SELECT rowid, bm25(memory_fts, 0.5, 1.0, 0.5) AS rank FROM memory_fts "
+        "WHERE memory_fts MATCH :match ORDER BY rank LIMIT :pool)"
     )
-    params: dict[str, object] = {"match": match, "ns": namespace, "n": n}
+    rows = _run(
+        session,
+        f"SELECT m.id, -f.rank FROM {ranked} AS f JOIN memory m ON m.seq = f.rowid WHERE",
+        match,
+        namespace,
+        n,
+        levels,
+        kinds,
+        pool,
+        " ORDER BY f.rank",
+    )
+    if len(rows) >= n:
+        return rows
+    full = (
+        "SELECT m.id, -bm25(memory_fts, 0.5, 1.0, 0.5) FROM memory_fts JOIN memory m "
+        "ON m.seq = memory_fts.rowid WHERE memory_fts MATCH :match AND"
+    )
+    return _run(
+        session,
+        full,
+        match,
+        namespace,
+        n,
+        levels,
+        kinds,
+        None,
+        " ORDER BY bm25(memory_fts, 0.5, 1.0, 0.5)",
+    )
+
+
+def _run(
+    session: Session,
+    head: str,
+    match: str,
+    namespace: str,
+    n: int,
+    levels: Sequence[str] | None,
+    kinds: Sequence[str] | None,
+    pool: int | None,
+    order: str,
+) -> list[tuple[str, float]]:
+    sql = head + " m.namespace = :ns AND m.status = 'active'"
+    params: dict[str, object] = {"match": match, "ns": namespace, "n": n, "pool": pool}
     binds = []
     if levels:
         sql += " AND m.level IN :levels"
@@ -68,7 +112,7 @@ def keyword_search(
         sql += " AND m.kind IN :kinds"
         params["kinds"] = list(kinds)
         binds.append(bindparam("kinds", expanding=True))
-    sql += " ORDER BY bm25(memory_fts, 0.5, 1.0, 0.5) LIMIT :n"
+    sql += order + " LIMIT :n"
     stmt = text(sql).bindparams(*binds) if binds else text(sql)
     rows = session.connection().execute(stmt, params).all()
     return [(row[0], float(row[1])) for row in rows]

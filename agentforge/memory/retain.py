@@ -8,6 +8,7 @@ open, so records and vectors never disagree for long and nothing committed is lo
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -111,14 +112,28 @@ async def _mark_near_duplicates(c: Components, namespace: str, pieces: list[Piec
     if not close:
         return
     with c.store.read() as s:
-        levels = {
-            i: r.level for i, r in c.store.fetch(s, sorted(close)).items() if r.status == "active"
-        }
+        found = c.store.fetch_views(s, sorted(close))
     for p, row in zip(group, hits, strict=True):
         for record_id, score in row:
-            if score >= NEAR_DUPLICATE and levels.get(record_id) == p.item.level.value:
+            other = found.get(record_id)
+            if (
+                score >= NEAR_DUPLICATE
+                and other is not None
+                and other.status == "active"
+                and other.level == p.item.level.value
+                and specifics(other.content) == specifics(p.text)
+            ):
                 p.existing_id = record_id
                 break
+
+
+_SPECIFIC = re.compile(r"\d+(?:[.,:]\d+)*|(?<=[a-z,;] )[A-Z][\w'-]*")
+
+
+def specifics(text: str) -> list[str]:
+    """Numbers and mid-sentence capitalised words: what makes two near-identical sentences
+    different facts ("5 times a minute" vs "40 times"; "on Monday" vs "on Sunday")."""
+    return sorted(_SPECIFIC.findall(text))
 
 
 def _make_record(namespace: str, p: Piece, model_id: str) -> MemoryRecord:

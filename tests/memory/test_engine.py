@@ -241,3 +241,24 @@ def test_check_reports_ok_and_retain_inputs(memory: Memory) -> None:
     memory.retain(MemoryInput(content="an episode", level=Level.EPISODE))  # append-only
     assert memory.stats()["namespaces"]["default"]["levels"]["episode"] == 2
     assert memory.check()["ok"]
+
+
+class _DigitBlindEmbedder(HashEmbedder):
+    """Embeds texts as if they had no numbers: near-identical facts get identical vectors."""
+
+    def encode(self, texts):  # type: ignore[no-untyped-def]
+        import re
+
+        return super().encode([re.sub(r"\d+", "", t) for t in texts])
+
+
+def test_near_duplicates_merge_restatements_but_never_different_facts() -> None:
+    memory = Memory(SQLStore.from_url("sqlite://"), NumpyVectorIndex(), _DigitBlindEmbedder())
+    try:
+        first = memory.retain("The API blocks clients after 5 calls a minute.").ids[0]
+        same = memory.retain("The API blocks clients after 5 calls a minute!")
+        assert same.ids == [first] and same.duplicates == 1
+        other = memory.retain("The API blocks clients after 40 calls a minute.")
+        assert other.created == 1 and other.ids != [first]
+    finally:
+        memory.close()

@@ -41,5 +41,6 @@ def make_embedder(settings: Settings) -> Embedder:
     return BatchingEmbedder(
         _inner(settings),
         max_batch=max(settings.embed_batch_size * 4, 64),
+        max_wait_ms=0.0,  # callers (recall, retain) already batch; waiting only adds latency
         cache_size=settings.query_cache_size,
     )

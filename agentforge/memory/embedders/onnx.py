@@ -77,6 +77,9 @@ def _make_session(path: Path, threads: int | None) -> ort.InferenceSession:
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # spinning worker threads halve throughput when the cores are shared (measured: 125 vs 205
+    # texts per CPU-second under load); sleeping threads cost little on an idle machine
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
