@@ -1,7 +1,8 @@
 """The one registry mapping model-id prefixes to lazy provider factories.
 
 - `test` (or `test/<anything>`) → the offline `TestModel`;
-- `local/<path-or-repo>` → the in-process llama.cpp provider (not available yet, see `_local`);
+- `local/<path-or-repo>` → the in-process llama.cpp provider (`LocalLlamaModel`; needs the
+  `local` extra, else a ConfigError saying so);
 - anything else → `LiteLLMModel` (litellm syntax: `openai/gpt-4o-mini`, `ollama/llama3`, …).
 
 Factories import their provider module only when called, so resolving a model id imports nothing
@@ -39,11 +40,9 @@ def _local(model_id: str, **options: Any) -> LLM:
             f"{model_id!r}; or {_HINT}",
             model=model_id,
         )
-    raise ConfigError(
-        f"the local llama.cpp provider is not yet available in this version ({model_id!r}); "
-        f"{_HINT}",
-        model=model_id,
-    )
+    from agentforge.llm.local.provider import LocalLlamaModel
+
+    return LocalLlamaModel(model_id, **options)
 
 
 def _litellm(model_id: str, **options: Any) -> LLM:

@@ -4,9 +4,9 @@
 - per role: `AGENTFORGE_<ROLE>_MODEL`, e.g. `AGENTFORGE_PLANNER_MODEL`,
   `AGENTFORGE_EXECUTOR_MODEL`, `AGENTFORGE_REFLECTOR_MODEL`;
 - `Settings.model` (env `AGENTFORGE_MODEL` or the config file);
-- `DEFAULT_MODEL` = `local/default`, the bundled local llama.cpp model. That provider is not
-  available yet, so with nothing configured `resolve_model` raises a ConfigError saying how to
-  install it or which model to configure instead; nothing ever falls back to a paid API silently.
+- `DEFAULT_MODEL` = `local/default`: the GGUF model fetched by `agentforge models pull`, run
+  in-process by llama.cpp. Without one, using it raises a ConfigError saying to pull one or which
+  model to configure instead; nothing ever falls back to a paid API silently.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def test_local_model_is_not_faked_when_llama_cpp_is_installed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(registry.importlib.util, "find_spec", lambda name: object())
-    with pytest.raises(ConfigError, match="not yet available"):
+    with pytest.raises(ConfigError, match="model file not found"):
         resolve_model("local/models/qwen2.5-0.5b-instruct-q4_k_m.gguf")
 
 
