@@ -19,3 +19,16 @@ def test_every_package_is_listed_in_pyproject() -> None:
             rel = init.parent.relative_to(ROOT).parts
             found.add(".".join([mapping[rel[0]], *rel[1:]]))
     assert found - listed == set(), "add these to [tool.setuptools] packages"
+
+
+def test_public_api_is_lazy_and_complete() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, agentforge; assert 'agentforge.sdk' not in sys.modules; "
+        "missing = [n for n in agentforge.__all__ if getattr(agentforge, n, None) is None]; "
+        "print(missing)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
