@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from agentforge.memory.components import Components, sync_records
+from agentforge.memory.keyword import STOPWORDS
 from agentforge.memory.normalize import chunk, content_hash, normalize
 from agentforge.memory.records import MemoryRecord, as_utc, utcnow
 from agentforge.memory.store import new_id, vector_to_blob
@@ -127,13 +128,11 @@ async def _mark_near_duplicates(c: Components, namespace: str, pieces: list[Piec
                 break
 
 
-_SPECIFIC = re.compile(r"\d+(?:[.,:]\d+)*|(?<=[a-z,;] )[A-Z][\w'-]*")
-
-
 def specifics(text: str) -> list[str]:
-    """Numbers and mid-sentence capitalised words: what makes two near-identical sentences
-    different facts ("5 times a minute" vs "40 times"; "on Monday" vs "on Sunday")."""
-    return sorted(_SPECIFIC.findall(text))
+    """The content words and numbers of a text. Two texts are one fact restated only if these
+    match: cosine alone merges "5 calls" with "40 calls", or "dark mode" with "light mode"."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return sorted({w for w in words if w.isdigit() or w not in STOPWORDS})
 
 
 def _make_record(namespace: str, p: Piece, model_id: str) -> MemoryRecord:
