@@ -389,3 +389,17 @@ async def test_auto_tool_choice_and_timeout(smol: Any) -> None:
     assert info.value.data["kind"] == "timeout" and info.value.data["retryable"] is True
     again = await smol.complete(question, settings=ModelSettings(max_tokens=5))
     assert again.usage.completion_tokens <= 5  # the timed-out call released the model
+
+
+def test_long_string_bounds_stay_out_of_the_grammar() -> None:
+    """A maxLength of hundreds became GBNF repetitions that crashed llama.cpp's parser."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python (the `local` extra) not installed")
+    from agentforge.llm.local._prompt import build_grammar
+
+    schema = {
+        "type": "object",
+        "properties": {"text": {"type": "string", "minLength": 3, "maxLength": 1200}},
+        "required": ["text"],
+    }
+    grammar = build_grammar(response_schema=schema)
+    assert grammar.count("char") < 20

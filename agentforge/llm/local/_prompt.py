@@ -124,6 +124,7 @@ def _own_defs(schema: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 
 _MAX_ENUM_SPAN = 256
+_MAX_GRAMMAR_LENGTH = 64
 
 
 def _integer_bounds(node: dict[str, Any]) -> tuple[int, int] | None:
@@ -146,6 +147,11 @@ def _tighten(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     out = {key: _tighten(value) for key, value in node.items()}
+    # string lengths become nested repetitions in GBNF: a maxLength of ~1000 overflows llama.cpp's
+    # grammar parser (it crashed the process); long bounds are checked after generation instead
+    if out.get("type") == "string" and out.get("maxLength", 0) > _MAX_GRAMMAR_LENGTH:
+        out.pop("maxLength")
+        out.pop("minLength", None)
     bounds = _integer_bounds(out) if out.get("type") == "integer" and "enum" not in out else None
     if bounds is not None and 0 <= bounds[1] - bounds[0] < _MAX_ENUM_SPAN:
         return {"enum": list(range(bounds[0], bounds[1] + 1))}
