@@ -403,3 +403,19 @@ def test_long_string_bounds_stay_out_of_the_grammar() -> None:
     }
     grammar = build_grammar(response_schema=schema)
     assert grammar.count("char") < 20
+
+
+def test_several_bare_calls_in_a_row_act_on_the_first() -> None:
+    from agentforge.llm.local._prompt import parse_reply
+
+    tool = ToolSpec(
+        name="browser_goto",
+        description="open",
+        parameters={"type": "object", "properties": {"url": {"type": "string"}}},
+    )
+    text = (
+        '{"name": "browser_goto", "arguments": {"url": "http://a/"}}\n'
+        '{"name": "browser_goto", "arguments": {"url": "http://b/"}}'
+    )
+    _content, calls = parse_reply("m", text, [tool])
+    assert calls is not None and len(calls) == 1 and calls[0].arguments == {"url": "http://a/"}

@@ -258,20 +258,24 @@ def _as_call(model: str, raw: str, index: int) -> ToolCall:
 
 
 def _bare_call(text: str, tools: Sequence[ToolSpec]) -> str | None:
-    """A reply that is nothing but `{"name": <a known tool>, "arguments": {...}}` (possibly in a
-    ```json fence): small models often call tools like that instead of using the tags."""
+    """The first `{"name": <a known tool>, "arguments": {...}}` object a reply starts with
+    (possibly in a ```json fence): small models often call tools like that instead of using the
+    tags, and sometimes write several calls in a row (only the first is acted on)."""
     stripped = text.strip()
     fenced = _FENCE.match(stripped)
-    candidate = fenced.group(1) if fenced else stripped
+    candidate = fenced.group(1).strip() if fenced else stripped
     if not candidate.startswith("{"):
         return None
     try:
-        data = _loads(candidate)
+        data, end = json.JSONDecoder().raw_decode(candidate)
     except json.JSONDecodeError:
-        return None
+        try:
+            data, end = _loads(candidate), len(candidate)
+        except json.JSONDecodeError:
+            return None
     names = {tool.name for tool in tools}
     if isinstance(data, dict) and data.get("name") in names and "arguments" in data:
-        return candidate
+        return candidate[:end]
     return None
 
 
