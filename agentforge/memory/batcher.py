@@ -1,13 +1,18 @@
 """Micro-batching: concurrent `submit` calls coalesce into one call of a batch function.
 
-The first request opens a batch; requests arriving within `max_wait_ms` (or until `max_batch`)
-join it; one call of `fn` handles the whole batch. Queues are created per running event loop, so an
-object can outlive the loop that first used it (the sync wrappers run a loop per call).
+The first request starts a drain task; it waits at most `max_wait_ms` for more (until the queued
+size reaches `max_batch`; `size` weighs each item, e.g. by its number of texts, and a single
+larger item goes alone), then makes one call of `fn` for the batch and resolves each caller's
+future. A failure reaches every caller of that batch; callers cancelled meanwhile are skipped.
+Each running event loop gets its own queue, so one batcher can serve several loops (and threads)
+over its lifetime. Used by the embedder (one model call) and by recall (one index query).
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -24,8 +29,19 @@ class BatchStats:
 
 
 @dataclass
+class _Request(Generic[T, R]):
+    item: T
+    size: int
+    future: asyncio.Future[R]
+
+
+@dataclass
 class _LoopState(Generic[T, R]):
-    pending: list[tuple[T, asyncio.Future[R]]] = field(default_factory=list)
+    """The queue of one event loop; touched only from that loop's thread."""
+
+    pending: deque[_Request[T, R]] = field(default_factory=deque)
+    queued: int = 0
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
 
@@ -35,53 +51,97 @@ class MicroBatcher(Generic[T, R]):
         fn: Callable[[list[T]], Awaitable[list[R]]],
         *,
         max_batch: int = 64,
-        max_wait_ms: float = 0.5,
+        max_wait_ms: float = 0.0,
+        size: Callable[[T], int] = lambda _: 1,
     ) -> None:
         self._fn = fn
+        self._size = size
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         self.stats = BatchStats()
-        self._states: dict[int, _LoopState[T, R]] = {}
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopState[T, R]] = {}
+        self._loops_lock = threading.Lock()
 
-    def _state(self) -> _LoopState[T, R]:
-        loop = asyncio.get_running_loop()
-        state = self._states.get(id(loop))
-        if state is None:
-            # drop states of loops that are gone (sync wrappers create short-lived loops)
-            self._states = {
-                k: v for k, v in self._states.items() if v.task is not None and not v.task.done()
-            }
-            state = self._states[id(loop)] = _LoopState()
-        return state
+    def _state(self, loop: asyncio.AbstractEventLoop) -> _LoopState[T, R]:
+        with self._loops_lock:
+            state = self._loops.get(loop)
+            if state is None:
+                for old in [lp for lp in self._loops if lp.is_closed()]:
+                    del self._loops[old]
+                state = self._loops[loop] = _LoopState()
+            return state
 
     async def submit(self, item: T) -> R:
-        state = self._state()
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        state.pending.append((item, future))
+        loop = asyncio.get_running_loop()
+        state = self._state(loop)
+        future: asyncio.Future[R] = loop.create_future()
+        size = self._size(item)
+        state.pending.append(_Request(item, size, future))
+        state.queued += size
+        state.wakeup.set()
         if state.task is None or state.task.done():
-            state.task = asyncio.create_task(self._drain(state))
+            state.task = loop.create_task(self._drain(state))
         return await future
 
     async def _drain(self, state: _LoopState[T, R]) -> None:
-        while state.pending:
-            # let everyone who is about to submit do so: yield once, then wait briefly
-            await asyncio.sleep(0)
-            if len(state.pending) < self.max_batch and self.max_wait > 0:
-                await asyncio.sleep(self.max_wait)
-            batch, state.pending = (
-                state.pending[: self.max_batch],
-                state.pending[self.max_batch :],
-            )
-            self.stats.batches += 1
-            self.stats.items += len(batch)
-            self.stats.largest = max(self.stats.largest, len(batch))
+        """Serve batches until the queue is empty, then end (the next submit restarts it)."""
+        try:
+            while state.pending:
+                await asyncio.sleep(0)  # let everyone who is about to submit do so
+                await self._wait_for_more(state)
+                batch = self._take(state)
+                if batch:
+                    await self._run(batch)
+        except asyncio.CancelledError:
+            while state.pending:
+                state.pending.popleft().future.cancel()
+            state.queued = 0
+            raise
+
+    async def _wait_for_more(self, state: _LoopState[T, R]) -> None:
+        if self.max_wait <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
+        while state.queued < self.max_batch:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            state.wakeup.clear()
             try:
-                results = await self._fn([item for item, _ in batch])
-            except Exception as exc:  # every caller of the batch sees the failure
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for (_, fut), result in zip(batch, results, strict=True):
-                if not fut.done():
-                    fut.set_result(result)
+                await asyncio.wait_for(state.wakeup.wait(), remaining)
+            except TimeoutError:
+                return
+
+    def _take(self, state: _LoopState[T, R]) -> list[_Request[T, R]]:
+        batch: list[_Request[T, R]] = []
+        size = 0
+        while state.pending:
+            request = state.pending[0]
+            if batch and size + request.size > self.max_batch:
+                break
+            state.pending.popleft()
+            state.queued -= request.size
+            if not request.future.done():  # skip callers that were cancelled meanwhile
+                batch.append(request)
+                size += request.size
+        return batch
+
+    async def _run(self, batch: list[_Request[T, R]]) -> None:
+        self.stats.batches += 1
+        self.stats.items += len(batch)
+        self.stats.largest = max(self.stats.largest, len(batch))
+        try:
+            results = await self._fn([request.item for request in batch])
+        except asyncio.CancelledError:
+            for request in batch:
+                request.future.cancel()
+            raise
+        except Exception as exc:  # every caller of the batch sees the failure
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(exc)
+            return
+        for request, result in zip(batch, results, strict=True):
+            if not request.future.done():
+                request.future.set_result(result)

@@ -1,20 +1,21 @@
 """Coalesce concurrent `embed` calls into one model call, and cache query embeddings.
 
-Each running event loop gets its own queue and drain task, created on first use, so one
-`BatchingEmbedder` can serve several loops (and threads) over its lifetime.
+The queueing is the shared `MicroBatcher` (one queue per event loop), with requests weighed by
+their number of texts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from agentforge.errors import ConfigError, MemoryStoreError
+from agentforge.memory.batcher import MicroBatcher
 from agentforge.memory.embedders.base import Embedder, check_texts, empty_rows
 
 
@@ -29,22 +30,6 @@ class EmbedStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-@dataclass
-class _Request:
-    texts: list[str]
-    future: asyncio.Future[np.ndarray]
-
-
-@dataclass
-class _LoopState:
-    """The queue of one event loop; touched only from that loop's thread."""
-
-    pending: deque[_Request] = field(default_factory=deque)
-    queued: int = 0
-    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
 
 
 class BatchingEmbedder(Embedder):
@@ -71,13 +56,13 @@ class BatchingEmbedder(Embedder):
             )
         self.inner = inner
         self.max_batch = max_batch
-        self.max_wait = max_wait_ms / 1000.0
         self.cache_size = cache_size
         self.stats = EmbedStats()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()  # guards the cache and the stats
-        self._loops: dict[asyncio.AbstractEventLoop, _LoopState] = {}
-        self._loops_lock = threading.Lock()
+        self._batcher: MicroBatcher[list[str], np.ndarray] = MicroBatcher(
+            self._encode_batch, max_batch=max_batch, max_wait_ms=max_wait_ms, size=len
+        )
 
     @property  # type: ignore[override]
     def model_id(self) -> str:
@@ -145,89 +130,19 @@ class BatchingEmbedder(Embedder):
 
     # -- batching ----------------------------------------------------------------------------
 
-    def _state(self, loop: asyncio.AbstractEventLoop) -> _LoopState:
-        with self._loops_lock:
-            state = self._loops.get(loop)
-            if state is None:
-                for old in [lp for lp in self._loops if lp.is_closed()]:
-                    del self._loops[old]
-                state = self._loops[loop] = _LoopState()
-            return state
-
     async def _submit(self, texts: list[str]) -> np.ndarray:
-        loop = asyncio.get_running_loop()
-        state = self._state(loop)
-        future: asyncio.Future[np.ndarray] = loop.create_future()
-        state.pending.append(_Request(texts, future))
-        state.queued += len(texts)
-        state.wakeup.set()
-        if state.task is None or state.task.done():
-            state.task = loop.create_task(self._drain(state))
-        return await future
+        return await self._batcher.submit(texts)
 
-    async def _drain(self, state: _LoopState) -> None:
-        """Serve batches until the queue is empty, then end (the next submit restarts it)."""
-        try:
-            while state.pending:
-                await self._wait_for_more(state)
-                batch = self._take(state)
-                if batch:
-                    await self._run(batch)
-        except asyncio.CancelledError:
-            while state.pending:
-                state.pending.popleft().future.cancel()
-            state.queued = 0
-            raise
-
-    async def _wait_for_more(self, state: _LoopState) -> None:
-        if self.max_wait <= 0:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_wait
-        while state.queued < self.max_batch:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            state.wakeup.clear()
-            try:
-                await asyncio.wait_for(state.wakeup.wait(), remaining)
-            except TimeoutError:
-                return
-
-    def _take(self, state: _LoopState) -> list[_Request]:
-        batch: list[_Request] = []
-        size = 0
-        while state.pending:
-            request = state.pending[0]
-            if batch and size + len(request.texts) > self.max_batch:
-                break
-            state.pending.popleft()
-            state.queued -= len(request.texts)
-            if not request.future.done():  # skip callers that were cancelled meanwhile
-                batch.append(request)
-                size += len(request.texts)
-        return batch
-
-    async def _run(self, batch: list[_Request]) -> None:
-        texts = [text for request in batch for text in request.texts]
-        try:
-            rows = await asyncio.to_thread(self.encode, texts)
-            if rows.shape[0] != len(texts):
-                raise MemoryStoreError(
-                    f"embedder {self.model_id} returned {rows.shape[0]} rows for {len(texts)} texts"
-                )
-        except asyncio.CancelledError:
-            for request in batch:
-                request.future.cancel()
-            raise
-        except Exception as exc:
-            for request in batch:
-                if not request.future.done():
-                    request.future.set_exception(exc)
-            return
-        start = 0
-        for request in batch:
-            end = start + len(request.texts)
-            if not request.future.done():
-                request.future.set_result(rows[start:end])
-            start = end
+    async def _encode_batch(self, requests: list[list[str]]) -> list[np.ndarray]:
+        """One model call for every request of a batch; each caller gets its own rows."""
+        texts = [text for request in requests for text in request]
+        rows = await asyncio.to_thread(self.encode, texts)
+        if rows.shape[0] != len(texts):
+            raise MemoryStoreError(
+                f"embedder {self.model_id} returned {rows.shape[0]} rows for {len(texts)} texts"
+            )
+        out, start = [], 0
+        for request in requests:
+            out.append(rows[start : start + len(request)])
+            start += len(request)
+        return out
