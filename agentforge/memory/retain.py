@@ -17,7 +17,7 @@ import numpy as np
 from agentforge.memory.components import Components, sync_records
 from agentforge.memory.keyword import STOPWORDS
 from agentforge.memory.normalize import chunk, content_hash, normalize
-from agentforge.memory.records import MemoryRecord, as_utc, utcnow
+from agentforge.memory.records import MemoryRecord, RecordView, as_utc, utcnow
 from agentforge.memory.store import new_id, vector_to_blob
 from agentforge.types import Level, MemoryInput, RetainResult, Status
 
@@ -112,8 +112,11 @@ async def _mark_near_duplicates(c: Components, namespace: str, pieces: list[Piec
     close = {i for row in hits for i, score in row if score >= NEAR_DUPLICATE}
     if not close:
         return
-    with c.store.read() as s:
-        found = c.store.fetch_views(s, sorted(close))
+    def views() -> dict[str, RecordView]:
+        with c.store.read() as s:
+            return c.store.fetch_views(s, sorted(close))
+
+    found = await asyncio.to_thread(views)  # SQL off the event loop, like every other read
     for p, row in zip(group, hits, strict=True):
         for record_id, score in row:
             other = found.get(record_id)
