@@ -1,0 +1,1 @@
+"""Eval environments: the real systems a suite's tasks run against (MiniWoB++ pages, local sites)."""
