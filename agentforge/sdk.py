@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -24,6 +24,9 @@ from agentforge.settings import Settings
 from agentforge.skills import discover_skills, retain_skills
 from agentforge.tools import Tool, ToolContext, ToolRegistry
 from agentforge.types import parse_namespace
+
+if TYPE_CHECKING:
+    from agentforge.tools.builtin.browser_session import BrowserSession
 
 DEFAULT_TOOLS = ("browser", "http", "python", "files", "memory")
 
@@ -76,24 +79,30 @@ class Forge:
     # --- running ----------------------------------------------------------------------------
 
     def _context(self, run_id: str, stack: AsyncExitStack, limits: Limits,
-                 environment: Environment | None) -> RunContext:
+                 environment: Environment | None, *, learn: bool = True,
+                 browser: BrowserSession | None = None) -> RunContext:
         meter = BudgetMeter(self.budget)
         self.workspace.mkdir(parents=True, exist_ok=True)
         tool_ctx = ToolContext(memory=self.memory, workspace=self.workspace, run_id=run_id,
-                               namespace=self.namespace)
+                               namespace=self.namespace, learn=learn, browser_session=browser)
         stack.push_async_callback(tool_ctx.aclose)
         return RunContext(
             planner=Budgeted(self.models["planner"], meter),
             executor=Budgeted(self.models["executor"], meter),
             reflector=Budgeted(self.models["reflector"], meter),
             tools=self.registry, tool_ctx=tool_ctx, meter=meter, memory=self.memory,
-            environment=environment, limits=limits)
+            environment=environment, limits=limits, learn=learn)
 
     async def events(self, task: str | None = None, *, run_id: str | None = None,
                      resume: bool = False, template: str | None = None,
                      environment: Environment | None = None, max_steps: int | None = None,
+                     learn: bool = True, browser: BrowserSession | None = None,
                      ) -> AsyncIterator[Event | RunResult]:
-        """Run (or resume) a task, yielding its events as they happen and the result last."""
+        """Run (or resume) a task, yielding its events as they happen and the result last.
+
+        `learn=False` runs with frozen memory: recall as usual, but no lessons are distilled and
+        nothing is retained, credited or recorded in tool memory. `browser` is a started
+        session the run's browser tools use (and leave open), e.g. an eval environment's."""
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
         if resume:
@@ -124,7 +133,8 @@ class Forge:
                     raise NotFoundError(f"run {run_id} has no checkpoint to resume from")
                 if not snapshot.next:
                     raise ConfigError(f"run {run_id} already finished; nothing to resume")
-            context = self._context(run_id, stack, limits, environment)
+            context = self._context(run_id, stack, limits, environment, learn=learn,
+                                    browser=browser)
             graph_input = None if resume else {
                 "run_id": run_id, "task": task.strip(), "namespace": self.namespace,
                 "template": template, "steps": [{"type": "task", "task": task.strip()}],

@@ -18,6 +18,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from agentforge.cli import eval_suites
 from agentforge.cli.console import console, err_console, errors, print_json
 
 if TYPE_CHECKING:
@@ -25,9 +26,11 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="eval",
-    help="Run evaluation suites (memory retrieval benchmarks).",
+    help="Run evaluation suites: WebArena-style task suites as learning curves, and the LoCoMo "
+    "memory retrieval benchmark.",
     no_args_is_help=True,
 )
+eval_suites.register(app)
 
 
 class EmbedderChoice(StrEnum):

@@ -48,3 +48,4 @@ class RunContext:
     memory: Memory | None = None
     environment: Environment | None = None
     limits: Limits = field(default_factory=Limits)
+    learn: bool = True  # False (frozen memory): recall only; no lessons, retains or credit

@@ -73,6 +73,9 @@ async def reflect(state: RunState, runtime: Runtime[RunContext]) -> dict[str, An
         verdict.replan = True
         emit(runtime, state, "reflected", "reflect", replan=True, reason=verdict.reason)
         return {"verdict": dump(verdict), "steps": [dump(verdict)]}
+    if not ctx.learn or ctx.memory is None:  # nothing would keep the lessons: spend no tokens
+        emit(runtime, state, "reflected", "reflect", replan=False, lessons=0, valid=True)
+        return {"verdict": dump(verdict), "steps": [dump(verdict)]}
     outcome_text = {"success": "succeeded", "failure": "failed"}.get(verdict.outcome,
                                                                      "ended, outcome unknown")
     prompt = load_prompt("distill").render(
@@ -101,7 +104,7 @@ def episode_text(state: RunState, verdict: ReflectionStep) -> str:
 async def retain(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
     ctx = runtime.context
     verdict = ReflectionStep.model_validate(state["verdict"])
-    if ctx.memory is None:
+    if ctx.memory is None or not ctx.learn:
         return {}
     run_id, ns = state["run_id"], state["namespace"]
     meta = {"run_id": run_id, "outcome": verdict.outcome, "reward": verdict.reward,

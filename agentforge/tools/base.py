@@ -33,6 +33,8 @@ class ToolContext:
     run_id: str = "run"
     namespace: str | None = None  # None: the memory's default namespace
     extras: dict[str, Any] = field(default_factory=dict)
+    learn: bool = True  # False: tool calls are not recorded in tool memory (frozen memory)
+    browser_session: BrowserSession | None = None  # a caller's session: used, never closed
     # per-run invocation state: the last error of each tool, to record the fix that worked
     last_errors: dict[str, str] = field(default_factory=dict, repr=False)
     _browser: BrowserSession | None = field(default=None, init=False, repr=False)
@@ -40,6 +42,7 @@ class ToolContext:
 
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace)
+        self._browser = self.browser_session
 
     async def browser(self) -> BrowserSession:
         """The run's shared browser session, started on first use.
@@ -63,7 +66,8 @@ class ToolContext:
         """Release what the tools started (the browser)."""
         if self._browser is not None:
             session, self._browser = self._browser, None
-            await session.close()
+            if session is not self.browser_session:
+                await session.close()
 
 
 @dataclass(frozen=True, eq=False)

@@ -86,7 +86,7 @@ async def _record(
     previous = ctx.last_errors.pop(key, None)
     if error is not None:
         ctx.last_errors[key] = error
-    if ctx.memory is None:
+    if ctx.memory is None or not ctx.learn:
         return
     fix = None
     if error is None and previous is not None:

@@ -1,1 +1,1 @@
-"""Eval environments: the real systems a suite's tasks run against (MiniWoB++ pages, local sites)."""
+"""Eval environments: the real systems a suite's tasks run against (MiniWoB++, local sites)."""

@@ -1,0 +1,42 @@
+"""`WebEnvironment`: a suite against a site the user runs themselves (any WebArena-format suite
+whose `__PLACEHOLDER__`s map to live URLs). It opens the start page and evaluates with the
+WebArena evaluators; it cannot reset the site's state between tasks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from agentforge.evals.envs.base import Evaluation
+
+if TYPE_CHECKING:
+    from agentforge.tools.builtin.browser_session import BrowserSession
+
+
+def substitute(text: str, placeholders: dict[str, str]) -> str:
+    for key, value in placeholders.items():
+        text = text.replace(key, value)
+    return text
+
+
+class WebEnvironment:
+    def __init__(self, placeholders: dict[str, str]) -> None:
+        self.placeholders = placeholders
+
+    async def start(self) -> None:
+        return None
+
+    async def reset(self, task: dict[str, Any], session: BrowserSession, seed: int) -> str:
+        start = substitute(str(task.get("start_url") or ""), self.placeholders)
+        if start:
+            await session.goto(start.split(" |AND| ")[0])
+        return str(task["intent"])
+
+    async def evaluate(self, task: dict[str, Any], session: BrowserSession,
+                       answer: str) -> Evaluation:
+        from agentforge.evals.evaluators import evaluate_task
+
+        return await evaluate_task(task, answer=answer, page=session.page,
+                                   placeholders=self.placeholders)
+
+    async def close(self) -> None:
+        return None
