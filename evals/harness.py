@@ -264,7 +264,10 @@ class _EnvJudge:
 
     async def reward(self, state: dict[str, Any]) -> float | None:
         answer = str((state.get("final") or {}).get("answer", ""))
+        url = self.session.page.url
         self.evaluation = await self.env.evaluate(self.task.raw, self.session, answer)
+        if self.session.page.url != url:  # program_html navigated: give the page back
+            await self.session.goto(url)
         return 1.0 if self.evaluation.success else 0.0
 
 
@@ -361,7 +364,7 @@ def _trace_step(step: dict[str, Any]) -> dict[str, Any]:
             "error": step.get("error"), "tokens": step.get("tokens", 0),
             "replayed_skill": step.get("replayed_skill"),
             "observation_sha1": hashlib.sha1(observation.encode()).hexdigest()[:12],
-            "observation_head": observation[:240]}
+            "observation_head": observation[:800]}
 
 
 def _forge(config: RunConfig, out: Path, suite: Suite, llm: LLM | None) -> Forge:
@@ -371,6 +374,8 @@ def _forge(config: RunConfig, out: Path, suite: Suite, llm: LLM | None) -> Forge
 
     settings = Settings(home=out / "home")
     namespace = "eval/" + "".join(c if c.isalnum() or c in "_.-" else "-" for c in suite.name)
+    # one attempt per episode, as WebArena: a replan after the environment's verdict would leak
+    # the true reward into the episode
     return Forge(model=llm or config.model, tools=["browser"], settings=settings,
                  namespace=namespace, use_memory=config.memory != "off",
-                 limits=Limits(max_steps=config.max_steps))
+                 limits=Limits(max_steps=config.max_steps, max_replans=0))

@@ -172,7 +172,8 @@ class TestModel(ScriptedLLM):
     """The offline `test` model: answers from the request alone, never exhausted.
 
     - a forced tool call (`tool_choice` "required" → the first tool, or a tool name) returns a call
-      with arguments synthesised from the tool's JSON schema (strings "a", numbers 0, …);
+      with arguments synthesised from the tool's JSON schema (strings "a", numbers 0, …), except
+      that when the runtime's `finish` tool is offered with "required", it answers `text` by it;
     - a `response_format` JSON schema returns a minimal valid JSON object as text;
     - otherwise it returns `text`.
     """
@@ -205,8 +206,12 @@ class TestModel(ScriptedLLM):
                     kind="bad_request",
                     retryable=False,
                 )
-            arguments = minimal_instance(tool.parameters)
-            arguments = arguments if isinstance(arguments, dict) else {}
+            finish = next((t for t in tools if t.name == "finish"), None)
+            if choice == "required" and finish is not None:  # the runtime's way to answer
+                tool, arguments = finish, {"answer": self.text}
+            else:
+                arguments = minimal_instance(tool.parameters)
+                arguments = arguments if isinstance(arguments, dict) else {}
             call = ToolCall(id="", name=tool.name, arguments=arguments)
             return Message.assistant(tool_calls=[call])
         schema = (

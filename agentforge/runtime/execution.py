@@ -23,6 +23,7 @@ from agentforge.tools import invoke_tool, tool_lessons
 from agentforge.types import Level
 
 STEP_RECALL_POOL = 20
+OBSERVE = "browser_observe"
 
 FINISH = ToolSpec(
     name="finish",
@@ -137,6 +138,11 @@ async def execute(state: RunState, runtime: Runtime[RunContext]) -> dict[str, An
         replayed = await _replay(state, ctx, runtime)
         if replayed is not None:
             return replayed
+    if not _actions_since_plan(state) and ctx.tool_ctx.has_browser and OBSERVE in ctx.tools:
+        # the page is open already (an eval environment opened it): the model starts from it
+        call = ToolCall(id="observe", name=OBSERVE, arguments={})
+        step = await _run_call(state, ctx, runtime, call, index)
+        return {"steps": [dump(step)], "action_count": index}
     tools = await ctx.tools.aselect(state["task"], ctx.limits.tools_k, ctx.memory,
                                     namespace=state["namespace"])
     memory_text, lessons, recalled = await _step_memory(state, ctx, runtime,
@@ -145,7 +151,7 @@ async def execute(state: RunState, runtime: Runtime[RunContext]) -> dict[str, An
     try:
         response = await ctx.executor.complete(
             messages, tools=[*(t.spec() for t in tools), FINISH],
-            settings=ModelSettings(tool_choice="auto", max_tokens=512))
+            settings=ModelSettings(tool_choice="required", max_tokens=512))
     except BudgetExceeded as exc:
         return _finish(state, runtime, f"Stopped: {exc.message}.", f"{exc.what} budget")
     except LLMError as exc:
@@ -163,9 +169,25 @@ async def execute(state: RunState, runtime: Runtime[RunContext]) -> dict[str, An
         answer = call.arguments.get("answer")
         text = answer if isinstance(answer, str) else json.dumps(call.arguments)
         return {**_finish(state, runtime, text, "answered"), **usage}
+    repeated = _repeated_failure(state, call)
+    if repeated is not None:  # the same call again would fail the same way: say so instead
+        step = ActionStep(index=index, tool=call.name, arguments=call.arguments, ok=False,
+                          observation=repeated, error=repeated, tokens=tokens,
+                          thought=response.text or None, recalled=recalled)
+        return {"steps": [dump(step)], "action_count": index, **usage}
     step = await _run_call(state, ctx, runtime, call, index, tokens=tokens,
                            thought=response.text or None, recalled=recalled)
     return {"steps": [dump(step)], "action_count": index, **usage}
+
+
+def _repeated_failure(state: RunState, call: ToolCall) -> str | None:
+    actions = _actions_since_plan(state)
+    last = actions[-1] if actions else None
+    if last is None or last.ok or last.tool != call.name or last.arguments != call.arguments:
+        return None
+    return (f"Not run: this exact call just failed ({(last.error or '').splitlines()[0][:200]}). "
+            "Change the arguments (use an element id from the latest observation) or do "
+            "something else.")
 
 
 def _finish(state: RunState, runtime: Runtime[RunContext], answer: str, reason: str
