@@ -270,6 +270,10 @@ class _EnvJudge:
             await self.session.goto(url)
         return 1.0 if self.evaluation.success else 0.0
 
+    async def done(self) -> bool:
+        ended = getattr(self.env, "ended", None)
+        return bool(await ended(self.session)) if ended is not None else False
+
 
 class _Worker:
     """One environment and one browser, reused across episodes."""
@@ -282,7 +286,7 @@ class _Worker:
         from agentforge.tools.builtin.browser_session import BrowserSession
 
         await self.env.start()
-        self.session = BrowserSession(timeout_s=15.0)
+        self.session = BrowserSession(timeout_s=5.0)  # local pages
         await self.session.start()
 
     async def close(self) -> None:

@@ -21,6 +21,13 @@ class Environment(Protocol):
         ...
 
 
+async def environment_done(environment: Environment | None) -> bool:
+    """Whether the environment says the episode is over (an optional `async done()` method,
+    as MiniWoB++ ends an episode on the deciding action)."""
+    done = getattr(environment, "done", None)
+    return bool(await done()) if done is not None else False
+
+
 @dataclass(frozen=True)
 class Limits:
     max_steps: int = 20  # executor actions

@@ -15,7 +15,7 @@ from langgraph.runtime import Runtime
 from agentforge.errors import BudgetExceeded, LLMError
 from agentforge.llm import Message, ModelSettings, ToolCall, ToolSpec
 from agentforge.runtime.common import emit, hit_line
-from agentforge.runtime.context import RunContext
+from agentforge.runtime.context import RunContext, environment_done
 from agentforge.runtime.prompts import load_prompt
 from agentforge.runtime.state import RunState
 from agentforge.runtime.steps import ActionStep, FinalStep, dump, step_from_dict
@@ -24,6 +24,7 @@ from agentforge.types import Level
 
 STEP_RECALL_POOL = 20
 OBSERVE = "browser_observe"
+_NOT_RUN = "Not run: this exact call just failed"
 
 FINISH = ToolSpec(
     name="finish",
@@ -177,6 +178,11 @@ async def execute(state: RunState, runtime: Runtime[RunContext]) -> dict[str, An
         return {"steps": [dump(step)], "action_count": index, **usage}
     step = await _run_call(state, ctx, runtime, call, index, tokens=tokens,
                            thought=response.text or None, recalled=recalled)
+    if await environment_done(ctx.environment):  # the action ended the episode
+        final = _finish(state, runtime, "(the environment ended the episode)",
+                        "environment done")
+        return {**final, "steps": [dump(step), *final["steps"]], "action_count": index,
+                **usage}
     return {"steps": [dump(step)], "action_count": index, **usage}
 
 
@@ -185,7 +191,9 @@ def _repeated_failure(state: RunState, call: ToolCall) -> str | None:
     last = actions[-1] if actions else None
     if last is None or last.ok or last.tool != call.name or last.arguments != call.arguments:
         return None
-    return (f"Not run: this exact call just failed ({(last.error or '').splitlines()[0][:200]}). "
+    if (last.error or "").startswith(_NOT_RUN):
+        return last.error
+    return (f"{_NOT_RUN} ({(last.error or '').splitlines()[0][:200]}). "
             "Change the arguments (use an element id from the latest observation) or do "
             "something else.")
 

@@ -36,3 +36,6 @@ class EvalEnvironment(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    # optional: `async def ended(self, session) -> bool` — the episode is over (MiniWoB++ ends
+    # one on the deciding action); the run then stops and is evaluated

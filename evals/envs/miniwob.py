@@ -170,6 +170,13 @@ class MiniWoBEnvironment:
         }
         return Evaluation(reward=raw, success=raw > 0, details=details)
 
+    async def ended(self, session: BrowserSession) -> bool:
+        """Whether the episode is over (MiniWoB++ ends it on the deciding action)."""
+        try:
+            return bool(await session.page.evaluate(_RESULT_JS))
+        except Exception:  # the page is navigating: not a finished episode
+            return False
+
     async def close(self) -> None:
         server, thread = self._server, self._thread
         self._server = self._thread = None
