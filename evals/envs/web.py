@@ -7,15 +7,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from agentforge.evals.envs.base import Evaluation
+from agentforge.evals.evaluators import evaluate_task, substitute
 
 if TYPE_CHECKING:
     from agentforge.tools.builtin.browser_session import BrowserSession
-
-
-def substitute(text: str, placeholders: dict[str, str]) -> str:
-    for key, value in placeholders.items():
-        text = text.replace(key, value)
-    return text
 
 
 class WebEnvironment:
@@ -33,8 +28,6 @@ class WebEnvironment:
 
     async def evaluate(self, task: dict[str, Any], session: BrowserSession,
                        answer: str) -> Evaluation:
-        from agentforge.evals.evaluators import evaluate_task
-
         return await evaluate_task(task, answer=answer, page=session.page,
                                    placeholders=self.placeholders)
 

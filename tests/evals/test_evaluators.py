@@ -23,7 +23,8 @@ from agentforge.evals.evaluators import (
     string_match,
     url_match,
 )
-from agentforge.tools.builtin.browser_session import BrowserSession, find_chromium
+from agentforge.tools.builtin.browser_session import BrowserSession
+from tests.browser import in_browser as browser_test
 
 
 def task(reference_answers: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
@@ -135,17 +136,8 @@ PAGES = {
 }
 
 
-def _chromium() -> str | None:
-    try:
-        return find_chromium()
-    except ConfigError:
-        return None
-
-
 def in_browser(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    needs = pytest.mark.skipif(_chromium() is None,
-                               reason="Chromium is not installed (apt-get install chromium)")
-    return pytest.mark.integration(needs(pytest.mark.asyncio(loop_scope="module")(test)))
+    return pytest.mark.integration(browser_test(test))
 
 
 class _Pages(BaseHTTPRequestHandler):

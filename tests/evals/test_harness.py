@@ -22,17 +22,12 @@ from agentforge.evals.report import build_report, render_html, wilson
 from agentforge.llm import Message, ScriptedLLM, ToolSpec
 from agentforge.memory.engine import Memory
 from agentforge.settings import Settings
-from agentforge.tools.builtin.browser_session import find_chromium
+from tests.browser import needs_chromium
 
 LESSON = "Click the element the instruction quotes"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def chromium() -> None:
-    try:
-        find_chromium()
-    except Exception as exc:
-        pytest.skip(f"Chromium is not installed: {exc}")
+pytestmark = needs_chromium
 
 
 def clicker(*, wrong: bool = False) -> ScriptedLLM:

@@ -16,12 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from agentforge.evals.harness import RunConfig, read_episodes, run_suite
 from agentforge.evals.suite import Task, load_suite
 from agentforge.llm import Message, ScriptedLLM, ToolSpec
-from agentforge.tools.builtin.browser_session import find_chromium
+from tests.browser import needs_chromium
 
 PRICE, SORTED, CART = "1", "6", "7"  # string_match, url_match, program_html templates
 TEMPLATES = (PRICE, SORTED, CART)
@@ -34,12 +32,7 @@ INTENTS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def chromium() -> None:
-    try:
-        find_chromium()
-    except Exception as exc:
-        pytest.skip(f"Chromium is not installed: {exc}")
+pytestmark = needs_chromium
 
 
 # --- reading observations -----------------------------------------------------------------------

@@ -10,7 +10,7 @@ import importlib.util
 import json
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +19,12 @@ import pytest_asyncio
 
 from agentforge.errors import ConfigError
 from agentforge.evals.envs.miniwob import MiniWoBEnvironment, miniwob_html_dir
-from agentforge.tools.builtin.browser_session import BrowserSession, find_chromium
+from agentforge.tools.builtin.browser_session import BrowserSession
+from tests.browser import in_browser
 
 SUITE = Path(__file__).resolve().parents[2] / "evals" / "suites" / "miniwob.json"
 _ITEM = re.compile(r'^\[(\d+)\] (\w+) "((?:[^"\\]|\\.)*)"')
 _QUOTED = re.compile(r'"([^"]+)"')
-
-
-def _chromium() -> str | None:
-    try:
-        return find_chromium()
-    except ConfigError:
-        return None
 
 
 pytestmark = [
@@ -40,16 +34,6 @@ pytestmark = [
         reason="miniwob is not installed (uv sync --extra evals)",
     ),
 ]
-_NEEDS_CHROMIUM = pytest.mark.skipif(
-    _chromium() is None, reason="Chromium is not installed (apt-get install chromium)"
-)
-
-
-def in_browser(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """A test on the module's Chromium: it runs in the module's event loop, like the fixtures."""
-    return _NEEDS_CHROMIUM(pytest.mark.asyncio(loop_scope="module")(test))
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env() -> AsyncIterator[MiniWoBEnvironment]:
     environment = MiniWoBEnvironment()

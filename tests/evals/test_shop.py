@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,11 @@ from urllib.parse import urlencode
 import pytest
 import pytest_asyncio
 
-from agentforge.errors import ConfigError
 from agentforge.evals.envs.shop import ShopEnvironment
 from agentforge.evals.envs.shop.data import CATALOG, CUSTOMERS, seed_data
 from agentforge.evals.envs.shop.make_tasks import MONTHS, SUITE, build_suite, render
-from agentforge.tools.builtin.browser_session import BrowserSession, find_chromium
+from agentforge.tools.builtin.browser_session import BrowserSession
+from tests.browser import in_browser
 
 TASK_FIELDS = {"task_id", "sites", "require_login", "start_url", "intent_template",
                "intent_template_id", "instantiation_dict", "intent", "eval", "split"}
@@ -33,20 +33,7 @@ EVAL_FIELDS = {"eval_types", "reference_answers", "reference_url", "program_html
                "string_note"}
 
 
-def _chromium() -> str | None:
-    try:
-        return find_chromium()
-    except ConfigError:
-        return None
-
-
 pytestmark = pytest.mark.integration
-
-
-def in_browser(test: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    needs = pytest.mark.skipif(_chromium() is None,
-                               reason="Chromium is not installed (apt-get install chromium)")
-    return needs(pytest.mark.asyncio(loop_scope="module")(test))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

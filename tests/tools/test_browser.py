@@ -18,21 +18,9 @@ from agentforge.skills import bind, discover_skills
 from agentforge.tools import ToolContext, ToolRegistry, invoke_tool
 from agentforge.tools.builtin import default_tools
 from agentforge.tools.builtin.browser import BrowserSession, find_chromium
+from tests.browser import needs_chromium
 
-
-def _chromium() -> str | None:
-    try:
-        return find_chromium()
-    except ConfigError:
-        return None
-
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        _chromium() is None, reason="Chromium is not installed (apt-get install chromium)"
-    ),
-]
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 SKILLS = Path(__file__).resolve().parents[2] / "skills"
 PAGES = {
