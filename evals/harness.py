@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from agentforge.errors import AgentForgeError, ConfigError, InputError
+from agentforge.evals.judge import llm_judge
 from agentforge.evals.suite import Suite, Task, load_suite, make_environment
 from agentforge.evals.versions import versions
 
@@ -204,7 +205,9 @@ async def run_suite(config: RunConfig, out: Path, *, llm: LLM | None = None,
         if on_start:
             on_start(len(episodes), summary.skipped)
         writer = _Writer(out / EPISODES)
-        workers = [_Worker(make_environment(suite)) for _ in range(config.workers)]
+        # fuzzy_match tasks are judged by the reflector's model, as WebArena judges them
+        judge = llm_judge(forge.models["reflector"])
+        workers = [_Worker(make_environment(suite, judge), i) for i in range(config.workers)]
         try:
             for w in workers:
                 await w.start()
@@ -278,8 +281,8 @@ class _EnvJudge:
 class _Worker:
     """One environment and one browser, reused across episodes."""
 
-    def __init__(self, env: EvalEnvironment) -> None:
-        self.env = env
+    def __init__(self, env: EvalEnvironment, number: int) -> None:
+        self.env, self.number = env, number
         self.session: BrowserSession | None = None
 
     async def start(self) -> None:
@@ -305,7 +308,7 @@ class _Worker:
             "key": episode.key, "suite": suite.name, "pass": episode.phase.pass_no,
             "phase": episode.phase.split, "split": task.split, "task_id": task.task_id,
             "template": task.template, "seed": episode.seed, "memory": config.memory,
-            "learn": episode.phase.learn}
+            "learn": episode.phase.learn, "worker": self.number}
         judge = _EnvJudge(self.env, task, self.session)
         result: RunResult | None = None
         hits: list[dict[str, Any]] = []

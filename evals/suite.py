@@ -18,6 +18,7 @@ from agentforge.errors import ConfigError, InputError, NotFoundError
 
 if TYPE_CHECKING:
     from agentforge.evals.envs.base import EvalEnvironment
+    from agentforge.evals.evaluators import Judge
 
 SUITES_DIR = Path(__file__).parent / "suites"
 SPLITS = ("train", "test")
@@ -118,9 +119,10 @@ def list_suites() -> list[Suite]:
     return [load_suite(p) for p in sorted(SUITES_DIR.glob("*.json"))]
 
 
-def make_environment(suite: Suite) -> EvalEnvironment:
+def make_environment(suite: Suite, judge: Judge | None = None) -> EvalEnvironment:
     """The environment the suite names: `miniwob`, `shop`, or `web` (a site the user runs
-    themselves: `"placeholders": {"__SITE__": "http://…"}`; it cannot be reset)."""
+    themselves: `"placeholders": {"__SITE__": "http://…"}`; it cannot be reset). `judge` serves
+    the tasks whose evaluation asks for an LLM judge (`fuzzy_match`)."""
     kind = suite.environment["type"]
     if kind == "miniwob":
         from agentforge.evals.envs.miniwob import MiniWoBEnvironment
@@ -129,13 +131,13 @@ def make_environment(suite: Suite) -> EvalEnvironment:
     if kind == "shop":
         from agentforge.evals.envs.shop import ShopEnvironment
 
-        return ShopEnvironment()
+        return ShopEnvironment(judge=judge)
     if kind == "web":
         from agentforge.evals.envs.web import WebEnvironment
 
         placeholders = suite.environment.get("placeholders") or {}
         if not isinstance(placeholders, dict):
             raise InputError(f"{suite.path}: environment.placeholders must be an object")
-        return WebEnvironment({str(k): str(v) for k, v in placeholders.items()})
+        return WebEnvironment({str(k): str(v) for k, v in placeholders.items()}, judge)
     raise ConfigError(f"{suite.path}: unknown environment type {kind!r} "
                       "(known: miniwob, shop, web)")

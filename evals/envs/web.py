@@ -7,15 +7,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from agentforge.evals.envs.base import Evaluation
-from agentforge.evals.evaluators import evaluate_task, substitute
+from agentforge.evals.evaluators import Judge, evaluate_task, substitute
 
 if TYPE_CHECKING:
     from agentforge.tools.builtin.browser_session import BrowserSession
 
 
 class WebEnvironment:
-    def __init__(self, placeholders: dict[str, str]) -> None:
+    def __init__(self, placeholders: dict[str, str], judge: Judge | None = None) -> None:
         self.placeholders = placeholders
+        self.judge = judge
 
     async def start(self) -> None:
         return None
@@ -29,7 +30,7 @@ class WebEnvironment:
     async def evaluate(self, task: dict[str, Any], session: BrowserSession,
                        answer: str) -> Evaluation:
         return await evaluate_task(task, answer=answer, page=session.page,
-                                   placeholders=self.placeholders)
+                                   placeholders=self.placeholders, judge=self.judge)
 
     async def close(self) -> None:
         return None

@@ -136,6 +136,18 @@ async def test_transfer_evaluates_test_frozen_and_off_uses_no_memory(tmp_path: P
     assert not (off / "home" / "memory.db").exists()
 
 
+async def test_two_workers_each_with_a_browser_share_the_stream(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path / "mini.json", [("click-button", "train"),
+                                                  ("click-link", "test")])
+    out = tmp_path / "workers"
+    summary = await run_suite(RunConfig(suite=str(suite), memory="evolving", passes=2,
+                                        workers=2, max_steps=4), out, llm=clicker())
+    records = read_episodes(out)
+    assert summary.done == len(records) == 4 and summary.successes == 4
+    assert {r["worker"] for r in records} == {0, 1}  # both browsers did work
+    assert len({r["key"] for r in records}) == 4
+
+
 RESUMABLE = """
 import asyncio, sys, time
 from pathlib import Path
