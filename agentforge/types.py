@@ -128,3 +128,4 @@ class RetainResult(BaseModel):
     created: int
     duplicates: int
     chunks: int
+    op_id: str | None = None  # the operation that wrote (undo takes it back); None: no change

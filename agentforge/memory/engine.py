@@ -141,8 +141,10 @@ class Memory:
         doc_id: str | None = None,
         provenance: Provenance | None = None,
         occurred_at: datetime | None = None,
+        operation: str = "retain",
     ) -> RetainResult:
-        """Store content (one item or many) without any LLM call. Idempotent under `doc_id`."""
+        """Store content (one item or many) without any LLM call. Idempotent under `doc_id`.
+        History files the created records under one operation named `operation`."""
         await self.aopen()
         if isinstance(content, (str, bytes, MemoryInput)):
             raw: list[Any] = [content]
@@ -168,7 +170,7 @@ class Memory:
             )
             for c in raw
         ]
-        return await retain_items(self.c, self._ns(namespace), items)
+        return await retain_items(self.c, self._ns(namespace), items, operation)
 
     def request(
         self,

@@ -217,11 +217,13 @@ def plan(
     return changes, clock.truncated
 
 
-def apply(c: Components, namespace: str, changes: list[Change]) -> tuple[str, list[MemoryRecord]]:
-    """Apply planned changes in one transaction, skipping any whose record moved meanwhile."""
+def apply(c: Components, namespace: str, changes: list[Change], kind: str = "reflect"
+          ) -> tuple[str, list[MemoryRecord]]:
+    """Apply planned changes in one transaction (one operation named `kind` in history),
+    skipping any whose record moved meanwhile."""
     touched: list[MemoryRecord] = []
     with c.store.write() as s:
-        op = c.store.begin_operation(s, "reflect", namespace, changes=len(changes))
+        op = c.store.begin_operation(s, kind, namespace, changes=len(changes))
         for change in changes:
             record = c.store.fetch(s, [change.record_id]).get(change.record_id)
             if record is None or record.status != Status.ACTIVE.value:

@@ -169,7 +169,7 @@ def _make_record(namespace: str, p: Piece, model_id: str) -> MemoryRecord:
 
 
 def _persist(
-    c: Components, namespace: str, pieces: list[Piece], model_id: str
+    c: Components, namespace: str, pieces: list[Piece], model_id: str, operation: str = "retain"
 ) -> tuple[list[MemoryRecord], str | None]:
     """One transaction: re-check hashes (another process may have written them meanwhile),
     insert, supersede replaced documents and keyed facts, write history."""
@@ -178,7 +178,7 @@ def _persist(
         return [], None
     changed: list[MemoryRecord] = []
     with c.store.write() as s:
-        op = c.store.begin_operation(s, "retain", namespace, items=len(new))
+        op = c.store.begin_operation(s, operation, namespace, items=len(new))
         for level in {p.item.level.value for p in new}:
             group = [p for p in new if p.item.level.value == level and _dedupes(p)]
             known = c.store.active_hashes(s, namespace, level, [p.hash for p in group])
@@ -219,7 +219,10 @@ def _persist(
     return changed, op.id
 
 
-async def retain_items(c: Components, namespace: str, items: Sequence[MemoryInput]) -> RetainResult:
+async def retain_items(c: Components, namespace: str, items: Sequence[MemoryInput],
+                       operation: str = "retain") -> RetainResult:
+    """Retain `items`; the records created go to history under one operation named
+    `operation` (learning steps name theirs, so `undo` takes back what one step made)."""
     pieces = prepare(items)
     await asyncio.to_thread(_mark_exact_duplicates, c, namespace, pieces)
     todo = [p for p in pieces if p.existing_id is None and p.same_as is None]
@@ -228,7 +231,8 @@ async def retain_items(c: Components, namespace: str, items: Sequence[MemoryInpu
         for p, v in zip(todo, vectors, strict=True):
             p.vector = v
         await _mark_near_duplicates(c, namespace, todo)
-    changed, _op = await asyncio.to_thread(_persist, c, namespace, pieces, c.embedder.model_id)
+    changed, op_id = await asyncio.to_thread(_persist, c, namespace, pieces,
+                                             c.embedder.model_id, operation)
     if changed:
         vectors_by_id = {
             p.record.id: p.vector for p in pieces if p.record is not None and p.vector is not None
@@ -237,7 +241,8 @@ async def retain_items(c: Components, namespace: str, items: Sequence[MemoryInpu
     ids = [_final_id(p) for p in pieces]
     created = sum(1 for p in pieces if p.record is not None)
     return RetainResult(
-        ids=ids, created=created, duplicates=len(pieces) - created, chunks=len(pieces)
+        ids=ids, created=created, duplicates=len(pieces) - created, chunks=len(pieces),
+        op_id=op_id,
     )
 
 
