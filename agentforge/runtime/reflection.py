@@ -4,6 +4,8 @@ is one, else a judge prompt), replan (bounded) or distil lessons from success an
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -14,7 +16,14 @@ from agentforge.runtime.common import emit
 from agentforge.runtime.context import RunContext
 from agentforge.runtime.prompts import load_prompt
 from agentforge.runtime.state import RunState
-from agentforge.runtime.steps import Experience, ReflectionStep, dump, render_steps
+from agentforge.runtime.steps import (
+    ActionStep,
+    Experience,
+    ReflectionStep,
+    dump,
+    render_steps,
+    step_from_dict,
+)
 from agentforge.runtime.structured import ask_structured
 from agentforge.types import Level, MemoryInput, Outcome, Provenance, Trust
 
@@ -96,6 +105,34 @@ def after_reflect(state: RunState) -> str:
     return "plan" if verdict.get("replan") else "retain"
 
 
+_ELEMENT = re.compile(r'^\[(\d+)\] (\w+) "((?:[^"\\]|\\.)*)"', re.MULTILINE)
+
+
+def action_trace(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The run's actions as skills are induced from them: tool, arguments, success, and for an
+    element id the element it named in the observation before (so a replay can use its label)."""
+    trace: list[dict[str, Any]] = []
+    seen = ""
+    for raw in steps:
+        step = step_from_dict(raw)
+        if step.type == "plan":
+            trace, seen = [], ""  # a replan starts over
+        if not isinstance(step, ActionStep):
+            continue
+        target = None
+        element = step.arguments.get("id")
+        if isinstance(element, int):
+            found = {int(m.group(1)): (m.group(2), json.loads(f'"{m.group(3)}"'))
+                     for m in _ELEMENT.finditer(seen)}
+            if element in found:
+                target = {"role": found[element][0], "name": found[element][1]}
+        trace.append({"tool": step.tool, "args": step.arguments, "ok": step.ok,
+                      "target": target})
+        if step.ok:
+            seen = step.observation
+    return trace
+
+
 def episode_text(state: RunState, verdict: ReflectionStep) -> str:
     return (f"Task: {state['task']}\nOutcome: {verdict.outcome} ({verdict.reason})\n"
             + render_steps(state.get("steps", []), last=30))
@@ -109,7 +146,7 @@ async def retain(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any
     run_id, ns = state["run_id"], state["namespace"]
     meta = {"run_id": run_id, "outcome": verdict.outcome, "reward": verdict.reward,
             "template": state.get("template"), "actions": state.get("action_count", 0),
-            "tokens": state.get("tokens", 0)}
+            "tokens": state.get("tokens", 0), "trace": action_trace(state.get("steps", []))}
     tags = [t for t in [state.get("template")] if t]
     items = [MemoryInput(content=episode_text(state, verdict), level=Level.EPISODE,
                          kind="episode", title=state["task"][:120], metadata=meta, tags=tags,
