@@ -60,6 +60,16 @@ def run(
     timeout: Annotated[float, typer.Option(help="Seconds per episode.")] = 300.0,
     memory_from: Annotated[Path | None, typer.Option(
         help="Start from the memory of an earlier run directory.")] = None,
+    learn: Annotated[str, typer.Option(
+        help="What evolving memory learns: experiences, plus any of conflicts, insights, "
+        "skills, weights (comma-separated; the ablation's switches).")] = "experiences",
+    learn_every: Annotated[int, typer.Option(
+        min=0, help="Episodes between learning passes (0: never).")] = 1,
+    learn_tokens: Annotated[int, typer.Option(
+        min=0, help="Token budget of one learning pass.")] = 3000,
+    flashback: Annotated[int, typer.Option(
+        min=0, help="Earlier successes re-run after a pass that changed skills or weights.")
+    ] = 2,
     json_output: JsonOption = False,
 ) -> None:
     """Run a suite as a stream of episodes over passes; traces go to OUT/episodes.jsonl."""
@@ -69,7 +79,10 @@ def run(
         config = RunConfig(suite=suite, model=model, memory=memory, passes=passes,
                            workers=workers, seed=seed, split=split, only=tuple(task or ()),
                            max_steps=max_steps, task_timeout_s=timeout,
-                           memory_from=str(memory_from) if memory_from else None)
+                           memory_from=str(memory_from) if memory_from else None,
+                           learn=tuple(x.strip() for x in learn.split(",") if x.strip()),
+                           learn_every=learn_every, learn_tokens=learn_tokens,
+                           flashback=flashback)
         config.check()
         if json_output:
             summary = asyncio.run(run_suite(config, out))
@@ -138,8 +151,9 @@ def report(
 def _table(data: dict[str, Any], key: str) -> Table:
     first = "pass" if key == "passes" else "template"
     table = Table(title=f"Per {first}", box=box.SIMPLE_HEAD)
+    growth = ("memory", "recall ms", "learn tok/ep") if key == "passes" else ()
     for column in ("run", first, "phase", "n", "success (95% CI)", "steps", "tokens/ep",
-                   "tokens/success", "cost $", "wall s"):
+                   "tokens/success", "cost $", "wall s", *growth):
         table.add_column(column, justify="left" if column in ("run", first, "phase") else "right")
     for i, run in enumerate(data["runs"]):
         if i:
@@ -151,8 +165,14 @@ def _table(data: dict[str, Any], key: str) -> Table:
                           f"{row['success_rate']:.0%} [{low:.0%}, {high:.0%}]",
                           f"{row['steps_mean']:.1f}", f"{row['tokens_per_episode']:.0f}",
                           "–" if tps is None else f"{tps:.0f}", f"{row['cost']:.4f}",
-                          f"{row['seconds']:.0f}")
+                          f"{row['seconds']:.0f}", *(_growth(row) if growth else ()))
     return table
+
+
+def _growth(row: dict[str, Any]) -> tuple[str, str, str]:
+    items, ms = row.get("memory_items"), row.get("recall_ms_median")
+    return ("–" if items is None else str(items), "–" if ms is None else f"{ms:.1f}",
+            f"{row.get('learn_tokens_per_episode', 0.0):.0f}")
 
 
 def register(app: typer.Typer) -> None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from agentforge.errors import AgentForgeError, ConfigError, InputError
 from agentforge.evals.judge import llm_judge
+from agentforge.evals.learning import Learner
 from agentforge.evals.suite import Suite, Task, load_suite, make_environment
 from agentforge.evals.versions import versions
 
@@ -40,7 +41,8 @@ SPLIT_CHOICES: tuple[str, ...] = ("all", "train", "test", "transfer")
 EPISODES = "episodes.jsonl"
 RUN_FILE = "run.json"
 # what must match for a directory to be resumed (workers and limits may change)
-_IDENTITY = ("suite", "model", "memory", "passes", "seed", "split", "only", "memory_from")
+_IDENTITY = ("suite", "model", "memory", "passes", "seed", "split", "only", "memory_from",
+             "learn", "learn_every")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,12 @@ class RunConfig:
     max_steps: int = 12
     task_timeout_s: float = 300.0
     memory_from: str | None = None  # an earlier run's directory whose memory to start from
+    # what an evolving run learns beyond the runtime's experiences (the ablation's switches):
+    # any of conflicts, insights, skills, weights; with the cadence and budget of learning
+    learn: tuple[str, ...] = ("experiences",)
+    learn_every: int = 1
+    learn_tokens: int = 3000
+    flashback: int = 2
 
     def check(self) -> None:
         if self.memory not in MODES:
@@ -66,6 +74,9 @@ class RunConfig:
             raise ConfigError("--passes, --workers and --max-steps must be at least 1")
         if self.memory_from and self.memory == "off":
             raise ConfigError("--memory-from needs --memory frozen or evolving")
+        from agentforge.evolve.evolver import LearnPolicy
+
+        LearnPolicy.parse(self.learn)  # unknown step names fail here, before anything runs
 
 
 @dataclass(frozen=True)
@@ -208,13 +219,14 @@ async def run_suite(config: RunConfig, out: Path, *, llm: LLM | None = None,
         # fuzzy_match tasks are judged by the reflector's model, as WebArena judges them
         judge = llm_judge(forge.models["reflector"])
         workers = [_Worker(make_environment(suite, judge), i) for i in range(config.workers)]
+        learner = Learner.create(forge, suite, out, config)
         try:
             for w in workers:
                 await w.start()
             for phase in phases(config):
                 pending = [e for e in episodes if e.phase == phase and e.key not in done]
                 await _run_phase(pending, workers, forge, config, suite, writer, summary,
-                                 on_episode)
+                                 on_episode, learner)
         finally:
             for w in workers:
                 await w.close()
@@ -225,7 +237,8 @@ async def run_suite(config: RunConfig, out: Path, *, llm: LLM | None = None,
 
 async def _run_phase(pending: Sequence[Episode], workers: list[_Worker], forge: Forge,
                      config: RunConfig, suite: Suite, writer: _Writer, summary: RunSummary,
-                     on_episode: Callable[[dict[str, Any]], None] | None) -> None:
+                     on_episode: Callable[[dict[str, Any]], None] | None,
+                     learner: Learner | None) -> None:
     queue: asyncio.Queue[Episode] = asyncio.Queue()
     for e in pending:
         queue.put_nowait(e)
@@ -234,6 +247,9 @@ async def _run_phase(pending: Sequence[Episode], workers: list[_Worker], forge: 
         while not queue.empty():
             episode = queue.get_nowait()
             record = await worker.run(episode, forge, config, suite)
+            if learner is not None and episode.phase.learn:
+                record.update(await learner.after_episode(worker, episode, record))
+            record["memory_items"] = await _memory_items(forge)
             writer.append(record)
             summary.done += 1
             summary.successes += int(record["success"])
@@ -242,6 +258,14 @@ async def _run_phase(pending: Sequence[Episode], workers: list[_Worker], forge: 
                 on_episode(record)
 
     await asyncio.gather(*(work(w) for w in workers))
+
+
+async def _memory_items(forge: Forge) -> int | None:
+    """Active records in the run's namespace (how memory grows as episodes accumulate)."""
+    if forge.memory is None:
+        return None
+    stats = await forge.memory.astats(forge.namespace)
+    return int(stats["namespaces"].get(forge.namespace, {}).get("status", {}).get("active", 0))
 
 
 class _Writer:
@@ -325,6 +349,7 @@ class _Worker:
                         browser=self.session):
                     if isinstance(item, Event) and item.kind == "memory_recalled":
                         hits.append({"purpose": item.data.get("purpose"),
+                                     "ms": item.data.get("latency_ms"),
                                      "ids": [h["id"] for h in item.data.get("hits", [])]})
                     elif isinstance(item, RunResult):
                         result = item

@@ -43,7 +43,22 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         "cost": sum(float(r.get("cost") or 0.0) for r in records),
         "seconds": sum(float(r.get("seconds") or 0.0) for r in records),
         "errors": sum(1 for r in records if r.get("error")),
+        # growth: memory size, recall latency and learning cost as episodes accumulate
+        "memory_items": max((r["memory_items"] for r in records
+                             if r.get("memory_items") is not None), default=None),
+        "recall_ms_median": _median([h["ms"] for r in records for h in r.get("memory_hits", [])
+                                     if h.get("ms") is not None]),
+        "learn_tokens_per_episode": (sum(int(r.get("learn_tokens") or 0) for r in records) / n
+                                     if n else 0.0),
     }
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def load_run(directory: Path) -> dict[str, Any]:
@@ -121,9 +136,11 @@ def _fmt_rate(row: dict[str, Any]) -> str:
 
 def _html_table(report: dict[str, Any], key: str) -> str:
     first = "pass" if key == "passes" else "template"
+    growth = key == "passes"
     head = (f"<tr><th>run</th><th>{first}</th><th>phase</th><th>n</th><th>success (95% CI)</th>"
             "<th>steps</th><th>tokens/episode</th><th>tokens/success</th><th>cost $</th>"
-            "<th>wall s</th></tr>")
+            "<th>wall s</th>" + ("<th>memory items</th><th>recall ms (median)</th>"
+                                 "<th>learn tokens/episode</th>" if growth else "") + "</tr>")
     rows = []
     for run in report["runs"]:
         for row in run[key]:
@@ -134,8 +151,16 @@ def _html_table(report: dict[str, Any], key: str) -> str:
                 f"<td>{_fmt_rate(row)}</td><td>{row['steps_mean']:.1f}</td>"
                 f"<td>{row['tokens_per_episode']:.0f}</td>"
                 f"<td>{'–' if tps is None else f'{tps:.0f}'}</td><td>{row['cost']:.4f}</td>"
-                f"<td>{row['seconds']:.0f}</td></tr>")
+                f"<td>{row['seconds']:.0f}</td>" + (_growth_cells(row) if growth else "")
+                + "</tr>")
     return "<table>" + head + "".join(rows) + "</table>"
+
+
+def _growth_cells(row: dict[str, Any]) -> str:
+    items, ms = row.get("memory_items"), row.get("recall_ms_median")
+    return (f"<td>{'–' if items is None else items}</td>"
+            f"<td>{'–' if ms is None else f'{ms:.1f}'}</td>"
+            f"<td>{row.get('learn_tokens_per_episode', 0.0):.0f}</td>")
 
 
 def _html_runs(report: dict[str, Any]) -> str:

@@ -17,6 +17,12 @@ class LearnReport:
     tokens: int = 0
     rejected: list[str] = field(default_factory=list)  # why each refused proposal was refused
     notes: dict[str, Any] = field(default_factory=dict)
+    op_ids: list[str] = field(default_factory=list)  # further operations, for multi-op steps
+
+    @property
+    def operations(self) -> list[str]:
+        """Every operation this step filed (undo them all to take the step back)."""
+        return ([self.op_id] if self.op_id else []) + self.op_ids
 
     def summary(self) -> str:
         parts = [f"{self.step}: {len(self.created)} created, {len(self.changed)} changed"]

@@ -79,6 +79,7 @@ async def _step_memory(state: RunState, ctx: RunContext, runtime: Runtime[RunCon
                                       levels=[Level.INSIGHT, Level.EXPERIENCE],
                                       run_id=state["run_id"], weights=weights)
     emit(runtime, state, "memory_recalled", "execute", purpose="step",
+         latency_ms=round(result.latency_ms, 2),
          hits=[{"id": h.id, "score": round(h.score, 4), "text": h.content[:120]}
                for h in result.hits])
     records = await asyncio.to_thread(ctx.memory.c.store.tools, state["namespace"])

@@ -36,6 +36,7 @@ async def recall_context(state: RunState, runtime: Runtime[RunContext]) -> dict[
                                       run_id=state["run_id"])
     context = [hit_summary(h) for h in result.hits]
     emit(runtime, state, "memory_recalled", "recall_context", purpose="plan",
+         latency_ms=round(result.latency_ms, 2),
          hits=[{"id": c["id"], "level": c["level"], "score": c["score"],
                 "text": c["content"][:120]} for c in context])
     return {"context": context}
