@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         Retry,
         ToolError,
     )
+    from agentforge.evolve.evolver import LearnPolicy
     from agentforge.memory.engine import Memory
     from agentforge.sdk import Forge, RunResult
     from agentforge.settings import Settings
@@ -30,6 +31,7 @@ _EXPORTS = {
     "Forge": "agentforge.sdk",
     "RunResult": "agentforge.sdk",
     "Memory": "agentforge.memory.engine",
+    "LearnPolicy": "agentforge.evolve.evolver",
     "Settings": "agentforge.settings",
     "Tool": "agentforge.tools",
     "ToolContext": "agentforge.tools",
@@ -49,6 +51,7 @@ __all__ = [
     "ConfigError",
     "Forge",
     "LLMError",
+    "LearnPolicy",
     "Memory",
     "MemoryStoreError",
     "Retry",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from agentforge.errors import AgentForgeError, ConfigError, NotFoundError
+from agentforge.evolve.evolver import Evolver, LearnPolicy
 from agentforge.llm import LLM, Budget, Budgeted, BudgetMeter, resolve_model
 from agentforge.memory.engine import Memory
 from agentforge.runtime.context import Environment, Limits, RunContext
@@ -55,7 +56,8 @@ class Forge:
                  planner: str | LLM | None = None, executor: str | LLM | None = None,
                  reflector: str | LLM | None = None, limits: Limits | None = None,
                  budget: Budget | None = None, workspace: Path | None = None,
-                 skills: Sequence[str | Path] = (), use_memory: bool = True) -> None:
+                 skills: Sequence[str | Path] = (), use_memory: bool = True,
+                 learn: LearnPolicy | None = None) -> None:
         self.settings = settings or Settings()
         home = self.settings.resolved_home()
         self.memory = memory if memory is not None or not use_memory else (
@@ -75,6 +77,10 @@ class Forge:
         self.budget = budget or Budget()
         self.workspace = workspace or home / "workspace"
         self.runs = RunIndex(home / "runs.db")
+        # learning beyond the runtime's own lessons (insights, skills, conflicts, weights)
+        self.evolver = (Evolver(self.memory, self.models["reflector"], self.namespace, learn)
+                        if learn is not None and learn.steps and self.memory is not None
+                        else None)
 
     # --- running ----------------------------------------------------------------------------
 
@@ -157,6 +163,13 @@ class Forge:
         self.runs.update(run_id, status="finished", outcome=result.outcome, answer=result.answer,
                          actions=result.actions, tokens=result.tokens, cost=result.cost,
                          seconds=result.seconds)
+        if self.evolver is not None and learn:
+            skill = next((s.get("replayed_skill") for s in result.steps
+                          if s.get("replayed_skill")), None)
+            reports = await self.evolver.after_episode(run_id, result.outcome, skill=skill)
+            yield Event(kind="learned", run_id=run_id, node="learn",
+                        data={"steps": [r.summary() for r in reports],
+                              "operations": [op for r in reports for op in r.operations]})
         yield result
 
     async def arun(self, task: str, **kwargs: Any) -> RunResult:

@@ -18,6 +18,7 @@ from rich import box
 from rich.table import Column, Table
 from rich.text import Text
 
+from agentforge.cli import memory_learn
 from agentforge.cli.console import (
     console,
     err_console,
@@ -39,7 +40,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="memory",
-    help="Retain, recall and reflect on memories; inspect, undo, export and import them.",
+    help="Retain, recall and reflect on memories; learn from episodes; inspect, undo, export and "
+    "import them.",
     no_args_is_help=True,
 )
 
@@ -604,3 +606,6 @@ def import_(
         print_json({"imported": imported, "records": total, "skipped": total - imported})
         return
     say(f"imported {imported} new record(s) of {total}; {total - imported} already present")
+
+
+memory_learn.register(app)  # learn, export-skills

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
 
@@ -81,9 +81,23 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+# Columns added to existing tables after their first release: (table, column, SQL type).
+# `create_all` creates missing tables only, so a database made by an older version gains them here.
+_ADDED_COLUMNS = (("recall_log", "ranks", "JSON"),)
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """ALTER TABLE … ADD COLUMN for every added column a table lacks (idempotent)."""
+    inspector = inspect(conn)
+    for table, column, sql_type in _ADDED_COLUMNS:
+        if column not in {c["name"] for c in inspector.get_columns(table)}:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+
+
 def _create_schema(engine: Engine) -> None:
     with engine.execution_options(immediate=True).begin() as conn:
         SQLModel.metadata.create_all(conn)
+        _add_missing_columns(conn)
         if is_sqlite(engine):
             for ddl in _FTS_DDL:
                 conn.execute(text(ddl))

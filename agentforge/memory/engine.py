@@ -16,7 +16,7 @@ from agentforge.memory.components import Components, reconcile, sync_records
 from agentforge.memory.embedders import Embedder
 from agentforge.memory.fusion import FusionWeights
 from agentforge.memory.index import VectorIndex
-from agentforge.memory.recall import RecallRequest, recall_batch
+from agentforge.memory.recall import RecallRequest, RecallTuning, recall_batch, weights_key
 from agentforge.memory.records import (
     HistoryEntry,
     Operation,
@@ -83,6 +83,7 @@ class Memory:
         self.c = Components(store=store, index=index, embedder=embedder)
         self.namespace = parse_namespace(namespace)
         self.weights = weights or FusionWeights()
+        self._tunings: dict[str, RecallTuning | None] = {}  # namespace -> tuned, None: not tuned
         self._recaller: MicroBatcher[RecallRequest, RecallResult] = MicroBatcher(
             lambda reqs: recall_batch(self.c, reqs), max_batch=256, max_wait_ms=0.0
         )
@@ -188,14 +189,17 @@ class Memory:
         run_id: str | None = None,
         log: bool = True,
         weights: FusionWeights | None = None,
+        min_score: float | None = None,
     ) -> RecallRequest:
         if not isinstance(query, str) or not query.strip():
             raise InputError("recall needs a non-empty query")
         if (k is not None and k < 1) or (token_budget is not None and token_budget < 1):
             raise InputError("k and token_budget must be positive")
+        ns = self._ns(namespace)
+        tuning = self.tuning(ns)
         return RecallRequest(
             query=query.strip(),
-            namespace=self._ns(namespace),
+            namespace=ns,
             k=k,
             token_budget=token_budget,
             levels=tuple(Level(v).value for v in levels) if levels else None,
@@ -206,14 +210,36 @@ class Memory:
             as_of=_utc(as_of),
             run_id=run_id,
             log=log,
-            weights=weights or self.weights,
+            weights=weights or tuning.weights,
+            min_score=tuning.min_score if min_score is None else min_score,
         )
 
     async def arecall(self, query: str, **kwargs: Any) -> RecallResult:
         """Multi-channel recall (dense, BM25, recency, utility) fused by weighted RRF.
         Concurrent calls are served by one embedder call and one index query."""
         await self.aopen()
+        ns = self._ns(kwargs.get("namespace"))
+        if ns not in self._tunings:
+            await asyncio.to_thread(self.tuning, ns)
         return await self._recaller.submit(self.request(query, **kwargs))
+
+    def tuning(self, namespace: str | Sequence[str] | None = None) -> RecallTuning:
+        """The weights and `min_score` gate recall uses in a namespace: the ones
+        `agentforge.evolve.weights.tune_weights` stored for it, else this memory's `weights`.
+        Cached per namespace; `reload_tuning` (called by tuning and undo) drops the cache.
+        An explicit `weights=` / `min_score=` of one recall wins over both."""
+        ns = self._ns(namespace)
+        if ns not in self._tunings:
+            stored = self.c.store.read_meta_json(weights_key(ns))
+            self._tunings[ns] = None if stored is None else RecallTuning.from_dict(stored)
+        return self._tunings[ns] or RecallTuning(self.weights)
+
+    def reload_tuning(self, namespace: str | Sequence[str] | None = None) -> None:
+        """Forget cached tuned weights (of one namespace, or all) so the next recall reads them."""
+        if namespace is None:
+            self._tunings.clear()
+        else:
+            self._tunings.pop(self._ns(namespace), None)
 
     # --- outcomes and reflection ------------------------------------------------------------
 
@@ -311,6 +337,7 @@ class Memory:
     async def aundo(self, op_id: str) -> Operation:
         """Revert every change of an operation (retain, reflect, forget, credit, import)."""
         undo_op = await asyncio.to_thread(self.c.store.undo, op_id)
+        self.reload_tuning()
         await reconcile(self.c)
         return undo_op
 

@@ -12,12 +12,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from sqlmodel import Session, col, select
 
 from agentforge.memory.components import Components
-from agentforge.memory.fusion import FusionWeights, apply_budget, fuse, ranks_by_score
+from agentforge.memory.fusion import (
+    CHANNELS,
+    FusionWeights,
+    apply_budget,
+    fuse,
+    ranks_by_score,
+)
 from agentforge.memory.neighbours import Position, adjacent, neighbour_scores, position, records_at
 from agentforge.memory.records import MemoryRecord, RecallLog, RecordView
 from agentforge.memory.store import blob_to_vector
@@ -39,6 +46,46 @@ class RecallRequest:
     run_id: str | None = None
     log: bool = True
     weights: FusionWeights = field(default_factory=FusionWeights)
+    min_score: float = 0.0  # see `passes_gate`
+
+
+@dataclass(frozen=True)
+class RecallTuning:
+    """A namespace's recall weights and its `min_score` gate (what `tune_weights` learns).
+
+    Stored as one flat JSON dict (the weights' fields plus `min_score`) in the `meta` table
+    under `weights_key(namespace)`; history entries of a tuning carry the same dict.
+    """
+
+    weights: FusionWeights = field(default_factory=FusionWeights)
+    min_score: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {**self.weights.as_dict(), "min_score": self.min_score}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RecallTuning:
+        return cls(FusionWeights.from_dict(data), float(data.get("min_score", 0.0)))
+
+
+def weights_key(namespace: str) -> str:
+    """The `meta` key (and history record id) of a namespace's tuned recall weights."""
+    return f"weights:{namespace}"
+
+
+def best_possible(weights: FusionWeights) -> float:
+    """The fused score of an item ranked first by every weighted channel."""
+    return sum(getattr(weights, c) for c in CHANNELS) / (weights.rrf_k + 1)
+
+
+def passes_gate(
+    fused: Sequence[tuple[str, float]], weights: FusionWeights, min_score: float
+) -> bool:
+    """When to recall at all: False when the best fused score is below `min_score` times
+    `best_possible(weights)` (relative, so the gate means the same under any weights)."""
+    if min_score <= 0 or not fused:
+        return True
+    return fused[0][1] >= min_score * best_possible(weights)
 
 
 def _passes(r: RecordView, q: RecallRequest) -> bool:
@@ -181,8 +228,22 @@ def _neighbours(
         )
 
 
-def _hits(q: RecallRequest, ranks: Ranks, records: dict[str, RecordView]) -> list[RecallHit]:
-    fused = fuse(ranks, q.weights)
+LOGGED_CANDIDATES = 30  # best fused candidates whose channel ranks the recall log keeps
+
+
+def logged_ranks(fused: Sequence[tuple[str, float]], ranks: Ranks) -> dict[str, dict[str, int]]:
+    """{id: {channel: rank}} of the best fused candidates, for tuning the weights offline."""
+    return {i: {c: r[i] for c, r in ranks.items() if i in r} for i, _ in fused[:LOGGED_CANDIDATES]}
+
+
+def _hits(
+    q: RecallRequest,
+    fused: list[tuple[str, float]],
+    ranks: Ranks,
+    records: dict[str, RecordView],
+) -> list[RecallHit]:
+    if not passes_gate(fused, q.weights, q.min_score):
+        return []
     chosen = apply_budget(
         fused, k=q.k, token_budget=q.token_budget, text_of=lambda item: records[item[0]].content
     )
@@ -221,8 +282,11 @@ async def recall_batch(c: Components, requests: Sequence[RecallRequest]) -> list
     records = await asyncio.to_thread(_fetch, c, requests, vectors, dense, keyword)
     ranks = [_ranks(q, dense[i], keyword[i], records) for i, q in enumerate(requests)]
     await asyncio.to_thread(_neighbours, c, requests, ranks, records)
+    fused = [fuse(ranks[i], q.weights) for i, q in enumerate(requests)]
     results = [
-        RecallResult(query=q.query, namespace=q.namespace, hits=_hits(q, ranks[i], records))
+        RecallResult(
+            query=q.query, namespace=q.namespace, hits=_hits(q, fused[i], ranks[i], records)
+        )
         for i, q in enumerate(requests)
     ]
     elapsed = (time.perf_counter() - start) * 1000
@@ -234,8 +298,9 @@ async def recall_batch(c: Components, requests: Sequence[RecallRequest]) -> list
             result_ids=[h.id for h in r.hits],
             scores=[h.score for h in r.hits],
             latency_ms=elapsed,
+            ranks=logged_ranks(fused[i], ranks[i]),
         )
-        for q, r in zip(requests, results, strict=True)
+        for i, (q, r) in enumerate(zip(requests, results, strict=True))
         if q.log
     ]
     if logs:

@@ -129,6 +129,9 @@ class RecallLog(SQLModel, table=True):
     scores: list[float] = Field(default_factory=list, sa_column=Column(JSON))
     latency_ms: float = 0.0
     credited: bool = False
+    # channel ranks of the best fused candidates (not only the returned ones), for offline
+    # tuning of the fusion weights: {record id: {channel: rank}}; None in rows logged before it
+    ranks: dict[str, dict[str, int]] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class MetaKV(SQLModel, table=True):

@@ -7,6 +7,7 @@ record is made through `change()`, which writes its history row in the same tran
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from agentforge.memory.records import (
     VIEW_SQL_COLUMNS,
     HistoryEntry,
     MemoryRecord,
+    MetaKV,
     Operation,
     RecallLog,
     RecordView,
@@ -199,6 +201,9 @@ class SQLStore:
             )
             undo_op.undoes = op_id
             for entry in entries:
+                if is_meta_key(entry.record_id):
+                    self._undo_meta(s, undo_op, entry, op_id)
+                    continue
                 record = self._by_id(s, entry.record_id)
                 if record is None:
                     continue
@@ -218,6 +223,45 @@ class SQLStore:
             op.undone_by = undo_op.id
             s.add(op)
             return undo_op
+
+    def _undo_meta(self, s: Session, undo_op: Operation, entry: HistoryEntry, op_id: str) -> None:
+        """Put a `meta` value an operation changed back (deleted if it had none before)."""
+        current = self.meta_json(s, entry.record_id)
+        self.set_meta_json(s, entry.record_id, entry.before)
+        s.add(
+            HistoryEntry(
+                op_id=undo_op.id,
+                record_id=entry.record_id,
+                namespace=entry.namespace,
+                action="restore",
+                before=current,
+                after=entry.before,
+                reason=f"undo {op_id}",
+            )
+        )
+
+    # --- meta values (per-namespace settings that history covers, e.g. tuned recall weights) -
+
+    @staticmethod
+    def meta_json(session: Session, key: str) -> dict[str, Any] | None:
+        row = session.get(MetaKV, key)
+        return None if row is None else json.loads(row.value)
+
+    @staticmethod
+    def set_meta_json(session: Session, key: str, value: dict[str, Any] | None) -> None:
+        """Set (or, with None, delete) a JSON `meta` value; history is the caller's job."""
+        row = session.get(MetaKV, key)
+        if value is None:
+            if row is not None:
+                session.delete(row)
+            return
+        row = row or MetaKV(key=key, value="")
+        row.value = json.dumps(value, sort_keys=True)
+        session.add(row)
+
+    def read_meta_json(self, key: str) -> dict[str, Any] | None:
+        with self.read() as s:
+            return self.meta_json(s, key)
 
     # --- records ----------------------------------------------------------------------------
 
@@ -393,6 +437,15 @@ class SQLStore:
     def tools(self, namespace: str) -> list[ToolRecord]:
         with self.read() as s:
             return list(s.exec(select(ToolRecord).where(ToolRecord.namespace == namespace)).all())
+
+
+# `meta` keys whose changes history records (as entries whose record_id is the key); memory
+# record ids are hex uuids and never contain a colon.
+META_KEY_PREFIXES = ("weights:",)
+
+
+def is_meta_key(record_id: str) -> bool:
+    return record_id.startswith(META_KEY_PREFIXES)
 
 
 def _jsonable(value: Any) -> Any:

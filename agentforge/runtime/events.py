@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 EventKind = Literal[
     "run_started", "memory_recalled", "plan", "step_started", "tool_called", "tokens",
-    "final", "judged", "reflected", "retained", "run_finished", "error",
+    "final", "judged", "reflected", "retained", "learned", "run_finished", "error",
 ]
 
 
