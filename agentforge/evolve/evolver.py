@@ -103,12 +103,19 @@ class Evolver:
         return max(0, self.policy.max_tokens - meter.snapshot().tokens)
 
     async def _skills(self, verify: VerifySkill | None) -> LearnReport:
-        from agentforge.evolve.skills import admit_skill, induce_skills, load_episode_traces
+        from agentforge.evolve.skills import (
+            admit_skill,
+            induce_skills,
+            known_skill,
+            load_episode_traces,
+        )
 
         traces = await load_episode_traces(self.memory, self.namespace)
         candidates = induce_skills(traces, min_successes=self.policy.min_successes)
         report = LearnReport(step="skills", namespace=self.namespace)
         for candidate in candidates:
+            if await known_skill(self.memory, self.namespace, candidate):
+                continue  # held already, unchanged: verified when it was admitted
             if verify is not None and not await verify(candidate):
                 report.rejected.append(f"{candidate.name}: the replay check failed")
                 continue

@@ -458,6 +458,14 @@ def _unchanged(old: Mapping[str, Any], skill: Skill) -> bool:
     )
 
 
+async def known_skill(memory: Memory, namespace: str | Sequence[str] | None,
+                      candidate: SkillCandidate) -> bool:
+    """Whether memory already holds this candidate unchanged (no need to verify it again)."""
+    skill = candidate.to_skill()
+    records = await asyncio.to_thread(_skill_records, memory, _namespace(memory, namespace))
+    return any(_unchanged(r.meta or {}, skill) for r in records.get(f"skill:{skill.name}", []))
+
+
 async def admit_skill(memory: Memory, namespace: str | Sequence[str] | None,
                       candidate: SkillCandidate, *, verified_by: str) -> LearnReport:
     """Retain a checked candidate as a `Level.SKILL` memory (operation "learn-skills")."""
