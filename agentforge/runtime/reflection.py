@@ -94,10 +94,27 @@ async def reflect(state: RunState, runtime: Runtime[RunContext]) -> dict[str, An
     distilled, response = await ask_structured(ctx.reflector, [Message.user(prompt)], Distilled,
                                                max_tokens=ctx.limits.distill_max_tokens)
     if distilled is not None and verdict.outcome != "unknown":
-        verdict.experiences = distilled.items[: ctx.limits.distill_items]
+        useful = [e for e in distilled.items if is_lesson(e, state["task"])]
+        verdict.experiences = useful[: ctx.limits.distill_items]
     emit(runtime, state, "reflected", "reflect", replan=False, lessons=len(verdict.experiences),
          valid=distilled is not None)
     return {"verdict": dump(verdict), "steps": [dump(verdict)], **_usage(state, response)}
+
+
+# the distil prompt's own placeholders: a weak model copies them back instead of a lesson
+_PLACEHOLDERS = {"...", "one-line summary", "the lesson in 1-3 sentences", "title",
+                 "description", "content", "lesson"}
+
+
+def is_lesson(item: Experience, task: str) -> bool:
+    """A valid-JSON item is kept only if it says something: not the prompt's placeholders and
+    not the task restated."""
+    task_text = " ".join(task.lower().split())
+    for text in (item.title, item.description, item.content):
+        if " ".join(text.lower().split()).strip(" .") in _PLACEHOLDERS:
+            return False
+    content = " ".join(item.content.lower().split()).strip(" .")
+    return content not in task_text and content != " ".join(item.title.lower().split())
 
 
 def after_reflect(state: RunState) -> str:

@@ -34,3 +34,18 @@ def test_a_failed_action_keeps_the_last_good_observation_and_a_replan_starts_ove
     trace = action_trace(steps)
     assert len(trace) == 1 and trace[0]["target"] is None  # after the replan: nothing seen yet
     assert action_trace(steps[:4])[2]["target"] == {"role": "button", "name": "Yes"}
+
+
+def test_distilled_items_that_copy_the_prompt_or_restate_the_task_are_not_lessons() -> None:
+    from agentforge.runtime.reflection import is_lesson
+    from agentforge.runtime.steps import Experience
+
+    task = 'Enter "Enola" into the text field and press Submit.'
+    copied = Experience(title=task, description="one-line summary",
+                        content="the lesson in 1-3 sentences")
+    restated = Experience(title="Enter text", description="Typing a name",
+                          content='Enter "Enola" into the text field')
+    real = Experience(title="Type before submitting", description="Fill the field first",
+                      content="Type the quoted text into the textbox, then click Submit.")
+    assert not is_lesson(copied, task) and not is_lesson(restated, task)
+    assert is_lesson(real, task)
