@@ -124,8 +124,9 @@ class Forge:
             self._skills_retained = True
         limits = self.limits if max_steps is None else _with(self.limits, max_steps=max_steps)
         if not resume:
-            self.runs.create(run_id, task, self.namespace, self.models["executor"].model_id,
-                             {"template": template, "max_steps": limits.max_steps})
+            await asyncio.to_thread(  # never block the loop on runs.db: checkpoints share it
+                self.runs.create, run_id, task, self.namespace, self.models["executor"].model_id,
+                {"template": template, "max_steps": limits.max_steps})
         config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10_000}
         start = time.monotonic()
         values: dict[str, Any] = {}
@@ -145,7 +146,7 @@ class Forge:
                 "run_id": run_id, "task": task.strip(), "namespace": self.namespace,
                 "template": template, "steps": [{"type": "task", "task": task.strip()}],
                 "action_count": 0, "replans": 0, "tokens": 0, "cost": 0.0}
-            self.runs.update(run_id, status="running")
+            await asyncio.to_thread(self.runs.update, run_id, status="running")
             try:
                 async for mode, chunk in graph.astream(graph_input, config, context=context,
                                                        stream_mode=["custom", "values"]):
@@ -154,15 +155,17 @@ class Forge:
                     elif (event := event_from_stream(chunk)) is not None:
                         yield event
             except (asyncio.CancelledError, KeyboardInterrupt):
-                self.runs.update(run_id, status="interrupted")
+                await asyncio.to_thread(self.runs.update, run_id, status="interrupted")
                 raise
             except AgentForgeError as exc:
-                self.runs.update(run_id, status="failed", error=str(exc))
+                await asyncio.to_thread(self.runs.update, run_id, status="failed",
+                                        error=str(exc))
                 raise
         result = self._result(run_id, task, values, time.monotonic() - start)
-        self.runs.update(run_id, status="finished", outcome=result.outcome, answer=result.answer,
-                         actions=result.actions, tokens=result.tokens, cost=result.cost,
-                         seconds=result.seconds)
+        await asyncio.to_thread(
+            self.runs.update, run_id, status="finished", outcome=result.outcome,
+            answer=result.answer, actions=result.actions, tokens=result.tokens,
+            cost=result.cost, seconds=result.seconds)
         if self.evolver is not None and learn:
             skill = next((s.get("replayed_skill") for s in result.steps
                           if s.get("replayed_skill")), None)

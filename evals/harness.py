@@ -340,8 +340,9 @@ class _Worker:
         try:
             intent = await self.env.reset(task.raw, self.session, episode.seed)
             record["intent"] = intent
-            text = (f"{intent}\n\nThe browser is already open at {self.session.page.url}: "
-                    "observe the page first, then act on it.")
+            # the task is the intent alone (the executor starts from the open page's
+            # observation): instances of a template then differ only in their values
+            text = intent
             async with asyncio.timeout(config.task_timeout_s):
                 async for item in forge.events(
                         text, template=f"{suite.name}:{task.template}", environment=judge,

@@ -53,6 +53,7 @@ from datetime import datetime
 
 from sqlmodel import col, select
 
+from agentforge.errors import InputError
 from agentforge.evolve.report import LearnReport
 from agentforge.memory.engine import Memory
 from agentforge.memory.fusion import CHANNELS, fuse
@@ -336,7 +337,7 @@ async def tune_weights(
     """Tune the namespace's recall weights and `min_score` gate on its logged recalls; keep
     them only if the newest (held-out) logs do not do worse (see the module docstring)."""
     if not 0 < holdout < 1:
-        raise ValueError(f"holdout must be between 0 and 1, got {holdout}")
+        raise InputError(f"holdout must be between 0 and 1, got {holdout}")
     ns = parse_namespace(namespace)
     report = LearnReport(step=STEP, namespace=ns)
     logs = await asyncio.to_thread(load_logs, memory.c.store, ns)

@@ -84,6 +84,7 @@ class Memory:
         self.namespace = parse_namespace(namespace)
         self.weights = weights or FusionWeights()
         self._tunings: dict[str, RecallTuning | None] = {}  # namespace -> tuned, None: not tuned
+        self._tuning_loads: dict[str, asyncio.Future[RecallTuning]] = {}
         self._recaller: MicroBatcher[RecallRequest, RecallResult] = MicroBatcher(
             lambda reqs: recall_batch(self.c, reqs), max_batch=256, max_wait_ms=0.0
         )
@@ -220,8 +221,18 @@ class Memory:
         await self.aopen()
         ns = self._ns(kwargs.get("namespace"))
         if ns not in self._tunings:
-            await asyncio.to_thread(self.tuning, ns)
+            await self._load_tuning(ns)
         return await self._recaller.submit(self.request(query, **kwargs))
+
+    async def _load_tuning(self, ns: str) -> None:
+        """One store read per namespace however many recalls wait for it (they then submit
+        together, so the batcher still coalesces them)."""
+        load = self._tuning_loads.get(ns)
+        if load is None:
+            load = asyncio.ensure_future(asyncio.to_thread(self.tuning, ns))
+            self._tuning_loads[ns] = load
+            load.add_done_callback(lambda _: self._tuning_loads.pop(ns, None))
+        await asyncio.shield(load)
 
     def tuning(self, namespace: str | Sequence[str] | None = None) -> RecallTuning:
         """The weights and `min_score` gate recall uses in a namespace: the ones

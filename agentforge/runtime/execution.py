@@ -73,7 +73,8 @@ async def _step_memory(state: RunState, ctx: RunContext, runtime: Runtime[RunCon
     actions = _actions_since_plan(state)
     cue = state["task"] if not actions else f"{state['task']}\n{actions[-1].observation[:300]}"
     # a few lessons for this step: a small candidate pool keeps the per-step cost low
-    weights = replace(ctx.memory.weights, candidates=STEP_RECALL_POOL)
+    # the namespace's tuned weights (evolving recall), with a small candidate pool
+    weights = replace(ctx.memory.tuning(state["namespace"]).weights, candidates=STEP_RECALL_POOL)
     result = await ctx.memory.arecall(cue, namespace=state["namespace"],
                                       k=ctx.limits.step_recall_k,
                                       levels=[Level.INSIGHT, Level.EXPERIENCE],
@@ -139,7 +140,7 @@ async def execute(state: RunState, runtime: Runtime[RunContext]) -> dict[str, An
     if state.get("skill"):
         replayed = await _replay(state, ctx, runtime)
         if replayed is not None:
-            return replayed
+            return await _unless_done(state, ctx, runtime, replayed)
     if not _actions_since_plan(state) and ctx.tool_ctx.has_browser and OBSERVE in ctx.tools:
         # the page is open already (an eval environment opened it): the model starts from it
         call = ToolCall(id="observe", name=OBSERVE, arguments={})
@@ -179,12 +180,17 @@ async def execute(state: RunState, runtime: Runtime[RunContext]) -> dict[str, An
         return {"steps": [dump(step)], "action_count": index, **usage}
     step = await _run_call(state, ctx, runtime, call, index, tokens=tokens,
                            thought=response.text or None, recalled=recalled)
-    if await environment_done(ctx.environment):  # the action ended the episode
-        final = _finish(state, runtime, "(the environment ended the episode)",
-                        "environment done")
-        return {**final, "steps": [dump(step), *final["steps"]], "action_count": index,
-                **usage}
-    return {"steps": [dump(step)], "action_count": index, **usage}
+    return await _unless_done(state, ctx, runtime,
+                              {"steps": [dump(step)], "action_count": index, **usage})
+
+
+async def _unless_done(state: RunState, ctx: RunContext, runtime: Runtime[RunContext],
+                       update: dict[str, Any]) -> dict[str, Any]:
+    """The node's update, ending the run when the action ended the environment's episode."""
+    if not await environment_done(ctx.environment):
+        return update
+    final = _finish(state, runtime, "(the environment ended the episode)", "environment done")
+    return {**update, "final": final["final"], "steps": update["steps"] + final["steps"]}
 
 
 def _repeated_failure(state: RunState, call: ToolCall) -> str | None:

@@ -3,6 +3,7 @@ memory modes, traces, resume after a killed run, reports, and the CLI's errors."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -174,8 +175,6 @@ def test_resume_after_a_killed_run_reruns_only_unfinished_episodes(tmp_path: Pat
     finished = {r["key"] for r in read_episodes(out)}
     assert 1 <= len(finished) < 3
 
-    import asyncio
-
     llm = clicker()
     summary = asyncio.run(run_suite(RunConfig(suite=str(suite), memory="off", passes=3,
                                               max_steps=4), out, llm=llm))
@@ -214,3 +213,34 @@ def test_cli_list_run_report_and_errors(tmp_path: Path, monkeypatch: pytest.Monk
     no_browser = runner.invoke(app, ["eval", "run", "miniwob", "--model", "test", "--task",
                                      "miniwob.click-button", "--out", str(tmp_path / "y")])
     assert no_browser.exit_code != 0 and "Chromium not found" in no_browser.output
+
+
+async def test_evolving_with_skills_induces_verifies_and_replays_a_skill(tmp_path: Path) -> None:
+    suite = write_suite(tmp_path / "mini.json", [("click-button", "train")])
+    out = tmp_path / "skills"
+    llm = clicker()
+    summary = await run_suite(RunConfig(suite=str(suite), memory="evolving", passes=4, seed=5,
+                                        max_steps=4, learn=("experiences", "skills")), out,
+                              llm=llm)
+    records = sorted(read_episodes(out), key=lambda r: r["pass"])
+    assert summary.done == 4 and all(r["success"] for r in records)
+    # successes of the template: a skill is induced, replayed on a fresh instance, admitted
+    assert any("skills: 1 created" in line for r in records for line in r["learning"])
+    replays = [r for r in records if any(s.get("replayed_skill") for s in r["steps"])]
+    assert replays, [r["intent"] for r in records]
+    first = replays[0]
+    step = next(s for s in first["steps"] if s.get("replayed_skill"))
+    assert step["tool"] == "browser_click" and "{{" not in json.dumps(step["arguments"])
+    # the replayed episode needed no executor call: its actions cost no tokens
+    assert all(s.get("tokens", 0) == 0 for s in first["steps"] if s["type"] == "action")
+    assert sum(s.get("tokens", 0) for s in records[0]["steps"] if s["type"] == "action") > 0
+    flashbacks = [json.loads(line) for line in (out / "flashbacks.jsonl").read_text().splitlines()]
+    assert flashbacks and flashbacks[0]["reran"] and not flashbacks[0]["regressed"]
+    exported = await asyncio.to_thread(  # the CLI runs its own event loop
+        CliRunner().invoke, app, ["--home", str(out / "home"), "memory", "export-skills",
+                                  str(tmp_path / "skills-out"), "--namespace", "eval/mini"])
+    assert exported.exit_code == 0, exported.output
+    from agentforge.skills import discover_skills
+
+    [skill] = discover_skills(tmp_path / "skills-out")
+    assert skill.template == 'Click on the "{p1}" button.'
