@@ -25,6 +25,8 @@ from agentforge.types import Level
 STEP_RECALL_POOL = 20
 OBSERVE = "browser_observe"
 _NOT_RUN = "Not run: this exact call just failed"
+_NOT_DONE_AGAIN = "Not run: this exact call was the previous step"
+_REPEATABLE = {"browser_scroll", "browser_press", "browser_back", "browser_observe"}
 
 FINISH = ToolSpec(
     name="finish",
@@ -194,12 +196,19 @@ async def _unless_done(state: RunState, ctx: RunContext, runtime: Runtime[RunCon
 
 
 def _repeated_failure(state: RunState, call: ToolCall) -> str | None:
+    """Why the model's call must not run: it repeats the previous call exactly, which failed
+    (it would fail the same way) or already ran (doing it again changes nothing)."""
     actions = _actions_since_plan(state)
     last = actions[-1] if actions else None
-    if last is None or last.ok or last.tool != call.name or last.arguments != call.arguments:
+    if last is None or last.tool != call.name or last.arguments != call.arguments:
         return None
-    if (last.error or "").startswith(_NOT_RUN):
+    if (last.error or "").startswith((_NOT_RUN, _NOT_DONE_AGAIN)):
         return last.error
+    if last.ok:
+        if call.name in _REPEATABLE:
+            return None
+        return (f"{_NOT_DONE_AGAIN}: its result is above. Take the next step of the plan with "
+                "another tool or other arguments, or finish with the answer.")
     return (f"{_NOT_RUN} ({(last.error or '').splitlines()[0][:200]}). "
             "Change the arguments (use an element id from the latest observation) or do "
             "something else.")

@@ -141,6 +141,21 @@ def test_step_budget_is_enforced(tmp_path: Path, memory: Memory) -> None:
     assert memory.stats()["namespaces"]["default"]["levels"] == {"episode": 1}
 
 
+def test_an_identical_call_is_not_run_again(tmp_path: Path, memory: Memory) -> None:
+    def loop(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str | Message:
+        r = role(messages)
+        if r == "executor":
+            return ScriptedLLM.tool_call("lookup_price", item="apple")
+        return json.dumps({"subgoals": ["x"]}) if r == "planner" else "not json"
+
+    result = forge(tmp_path, memory, ScriptedLLM(loop)).run("Loop forever", max_steps=3)
+    actions = [s for s in result.steps if s["type"] == "action"]
+    assert actions[0]["ok"] and "3 EUR" in actions[0]["observation"]
+    assert [a["ok"] for a in actions[1:]] == [False, False]  # told, not run again
+    assert all("was the previous step" in a["observation"] for a in actions[1:])
+    assert memory.c.store.tools("default")[0].successes == 1  # the tool ran once
+
+
 def test_events_stream_and_runs_index(tmp_path: Path, memory: Memory) -> None:
     import asyncio
 
