@@ -189,21 +189,27 @@ def skill_text(skill: Skill) -> str:
     return "\n".join(lines)
 
 
+def skill_metadata(skill: Skill) -> dict[str, Any]:
+    """What memory keeps of a skill: what the executor replays, where it came from, its body."""
+    return {
+        "name": skill.name,
+        "description": skill.description,
+        "parameters": dict(skill.parameters),
+        "actions": [a.model_dump() for a in skill.actions],
+        "template": skill.template,
+        "tools": list(skill.tools),
+        "source": str(skill.path / SKILL_FILE) if skill.path else None,
+        "body": skill.body,
+    }
+
+
 async def retain_skills(
     memory: Memory, skills: Iterable[Skill], namespace: str | None = None
 ) -> list[RetainResult]:
     """Retain each skill as a `Level.SKILL` memory (idempotent under doc id "skill:<name>")."""
     results = []
     for skill in skills:
-        metadata = {
-            "name": skill.name,
-            "description": skill.description,
-            "parameters": dict(skill.parameters),
-            "actions": [a.model_dump() for a in skill.actions],
-            "template": skill.template,
-            "tools": list(skill.tools),
-            "source": str(skill.path / SKILL_FILE) if skill.path else None,
-        }
+        metadata = skill_metadata(skill)
         results.append(
             await memory.aretain(
                 skill_text(skill),

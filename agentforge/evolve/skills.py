@@ -27,7 +27,15 @@ from typing import TYPE_CHECKING, Any
 from agentforge.errors import InputError, NotFoundError
 from agentforge.evolve.report import LearnReport
 from agentforge.memory.records import MemoryRecord
-from agentforge.skills import SKILL_FILE, Skill, SkillAction, bind, skill_text, skill_to_markdown
+from agentforge.skills import (
+    SKILL_FILE,
+    Skill,
+    SkillAction,
+    bind,
+    skill_metadata,
+    skill_text,
+    skill_to_markdown,
+)
 from agentforge.types import Level, MemoryInput, Provenance, Trust, parse_namespace
 
 if TYPE_CHECKING:
@@ -410,20 +418,6 @@ def _task_text(record: MemoryRecord) -> str:
         task = content[len("Task: ") : end] if end >= 0 else content[6:].split("\n", 1)[0]
         return task.strip()
     return (record.title or content.split("\n", 1)[0]).strip()
-
-
-def skill_metadata(skill: Skill) -> dict[str, Any]:
-    """The metadata `retain_skills` stores for a skill (what the executor replays), and its body."""
-    return {
-        "name": skill.name,
-        "description": skill.description,
-        "parameters": dict(skill.parameters),
-        "actions": [a.model_dump() for a in skill.actions],
-        "template": skill.template,
-        "tools": list(skill.tools),
-        "source": str(skill.path / SKILL_FILE) if skill.path else None,
-        "body": skill.body,
-    }
 
 
 def skill_from_metadata(meta: Mapping[str, Any]) -> Skill:
