@@ -199,6 +199,16 @@ async def test_shipped_skills_replay(site: str, ctx: ToolContext) -> None:
     assert 'heading "Thank you"' in page and "remember=on size=S user=bob" in page
 
 
+async def test_a_label_that_names_another_element_than_the_id_wins(site: str) -> None:
+    async with BrowserSession(timeout_s=5) as session:
+        await session.goto(f"{site}/form.html")
+        # a guessed id (the link [6]) with the name of the field the model meant
+        page = await session.type(6, "ann", label="Username")
+        assert '[1] textbox "Username" value="ann"' in page
+        page = await session.click(6, label="Second page")  # both agree: the id
+        assert page.startswith(f"URL: {site}/second.html")
+
+
 async def test_session_directly_and_missing_id(site: str) -> None:
     async with BrowserSession(timeout_s=5) as session:
         text = await session.goto(f"{site}/second.html")

@@ -294,6 +294,8 @@ class BrowserSession:
     async def _locate(
         self, id: int | None, label: str | None, prefer: tuple[str, ...]
     ) -> tuple[Locator, int]:
+        if id is not None and label:
+            id = await self._reconcile(id, label, prefer)
         if id is None:
             if not label:
                 raise Retry("give the element's id (the number in [brackets]) or its label")
@@ -308,6 +310,16 @@ class BrowserSession:
                 "observation (ids change when the page changes)"
             )
         return target.first, int(id)
+
+    async def _reconcile(self, id: int, label: str, prefer: tuple[str, ...]) -> int:
+        """Given both, an id whose element is not named like `label` yields to the element that
+        is: a model reads names reliably and often guesses ids."""
+        items = (await self.snapshot())["items"]
+        own = [item for item in items if item.get("id") == id]
+        if own and match_label(own, label, prefer) is not None:
+            return id
+        named = match_label(items, label, prefer)
+        return int(named["id"]) if named is not None else id
 
     async def _settle(self) -> None:
         with contextlib.suppress(Exception):  # a slow page is still observed as it is
