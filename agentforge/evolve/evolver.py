@@ -2,9 +2,10 @@
 
 After every episode it votes on the insights the run recalled and counts a replayed skill's
 outcome; every `every` episodes (or on demand, `learn()`) it resolves conflicts, distils insights,
-retires failing ones, induces skills from repeated successes (admitted only after a replay check)
-and tunes the recall weights. Each step files its changes under its own undoable operation, so a
-caller (the eval harness' flashback check) can take back a step that made things worse.
+retires failing ones, consolidates (merge near-duplicates, forget by utility and age), induces
+skills from repeated successes (admitted only after a replay check) and tunes the recall
+weights. Each step files its changes under its own undoable operation, so a caller (the eval
+harness' flashback check) can take back a step that made things worse.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class Evolver:
         except BudgetExceeded as exc:
             reports.append(LearnReport(step="budget", namespace=self.namespace,
                                        notes={"stopped": exc.message}))
+        reports.append(await self._consolidate())  # growth control: merge, supersede, forget
         if "skills" in steps:
             reports.append(await self._skills(verify))
         if "weights" in steps:
@@ -98,6 +100,14 @@ class Evolver:
 
             reports.append(await tune_weights(self.memory, self.namespace))
         return reports
+
+    async def _consolidate(self) -> LearnReport:
+        """The LLM-free reflect: near-duplicates merged, keyed facts superseded, items forgotten
+        by utility and age — memory stays bounded as episodes accumulate."""
+        done = await self.memory.areflect(self.namespace)
+        return LearnReport(step="consolidate", namespace=self.namespace, op_id=done.op_id,
+                           changed=[c.record_id for c in done.changes],
+                           notes={"counts": done.counts(), "truncated": done.truncated})
 
     def _left(self, meter: BudgetMeter) -> int:
         return max(0, self.policy.max_tokens - meter.snapshot().tokens)

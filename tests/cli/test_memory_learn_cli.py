@@ -22,7 +22,7 @@ def test_learn_runs_the_steps_and_reports_them(tmp_path: Path) -> None:
     result = invoke(tmp_path, "memory", "learn", "--model", "test", "--json")
     assert result.exit_code == 0, result.output
     steps = {r["step"]: r for r in json.loads(result.stdout)}
-    assert set(steps) == {"conflicts", "insights", "retire", "skills", "weights"}
+    assert set(steps) == {"conflicts", "insights", "retire", "consolidate", "skills", "weights"}
     assert "too few logged recalls" in steps["weights"]["notes"]["reason"]
     table = invoke(tmp_path, "memory", "learn", "--model", "test", "--steps", "skills")
     assert table.exit_code == 0 and "skills" in table.output
