@@ -33,6 +33,9 @@ class LearnPolicy:
     every: int = 1  # episodes between learning passes; 0: only when `learn()` is called
     max_tokens: int = 3000  # hard cap on the LLM tokens of one learning pass
     min_successes: int = 2  # successful episodes of a template before a skill is induced
+    # logged recalls with outcomes before weights are tuned (fewer: a few episodes' noise; a
+    # 0.5B model's run tuned recall off at ~20)
+    min_tuning_logs: int = 60
 
     @classmethod
     def parse(cls, steps: Collection[str], **kwargs: int) -> LearnPolicy:
@@ -98,7 +101,8 @@ class Evolver:
         if "weights" in steps:
             from agentforge.evolve.weights import tune_weights
 
-            reports.append(await tune_weights(self.memory, self.namespace))
+            reports.append(await tune_weights(self.memory, self.namespace,
+                                              min_logs=self.policy.min_tuning_logs))
         return reports
 
     async def _consolidate(self) -> LearnReport:

@@ -19,6 +19,7 @@ from agentforge.runtime.structured import ask_structured
 from agentforge.types import Level
 
 PLAN_LEVELS = [Level.INSIGHT, Level.SKILL, Level.EXPERIENCE, Level.EPISODE]
+SKILL_RECALL_K = 3
 
 
 class PlanOutput(BaseModel):
@@ -31,10 +32,18 @@ async def recall_context(state: RunState, runtime: Runtime[RunContext]) -> dict[
     ctx = runtime.context
     if ctx.memory is None:
         return {"context": []}
+    # the planner always recalls (the tuned "recall at all" gate is for per-step recall)
     result = await ctx.memory.arecall(state["task"], namespace=state["namespace"],
                                       k=ctx.limits.plan_recall_k, levels=PLAN_LEVELS,
-                                      run_id=state["run_id"])
+                                      run_id=state["run_id"], min_score=0.0)
+    # skills are matched by their task template, whatever tuned weights rank first: a few are
+    # always looked up with the memory's base weights
+    skills = await ctx.memory.arecall(state["task"], namespace=state["namespace"],
+                                      k=SKILL_RECALL_K, levels=[Level.SKILL],
+                                      weights=ctx.memory.weights, min_score=0.0, log=False)
+    seen = {h.id for h in result.hits}
     context = [hit_summary(h) for h in result.hits]
+    context += [hit_summary(h) for h in skills.hits if h.id not in seen]
     emit(runtime, state, "memory_recalled", "recall_context", purpose="plan",
          latency_ms=round(result.latency_ms, 2),
          hits=[{"id": c["id"], "level": c["level"], "score": c["score"],
