@@ -28,7 +28,7 @@ from agentforge.llm import LLM, Budget, Budgeted, BudgetMeter, Message, ModelRes
 from agentforge.memory.components import sync_records
 from agentforge.memory.engine import Memory
 from agentforge.memory.records import MemoryRecord, Operation, RecallLog, utcnow
-from agentforge.memory.reflect import Change, apply
+from agentforge.memory.reflect import Change, apply, forget
 from agentforge.memory.store import SQLStore, blob_to_vector
 from agentforge.runtime.structured import ask_structured, parse_json_object
 from agentforge.types import Level, MemoryInput, Outcome, Provenance, Status, Trust, parse_namespace
@@ -435,14 +435,8 @@ def _plan_retire(store: SQLStore, namespace: str, min_votes: int, below: float) 
         up, down = votes(r)
         s = score(up, down)
         if up + down >= min_votes and s < below:
-            changes.append(
-                Change(
-                    r.id,
-                    "forget",
-                    {"status": Status.FORGOTTEN.value, "valid_to": now},
-                    f"retired: score {s:.2f} < {below} after {up} up, {down} down votes",
-                )
-            )
+            changes.append(forget(
+                r.id, now, f"retired: score {s:.2f} < {below} after {up} up, {down} down votes"))
     return changes
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -153,6 +153,11 @@ def plan_supersedes(records: list[MemoryRecord]) -> list[Change]:
     return changes
 
 
+def forget(record_id: str, now: datetime, reason: str) -> Change:
+    """A change that forgets a record (its validity closed at `now`; undo restores it)."""
+    return Change(record_id, "forget", {"status": Status.FORGOTTEN.value, "valid_to": now}, reason)
+
+
 def plan_forgetting(records: list[MemoryRecord], policy: ReflectPolicy) -> list[Change]:
     now = utcnow()
     changes = []
@@ -160,25 +165,14 @@ def plan_forgetting(records: list[MemoryRecord], policy: ReflectPolicy) -> list[
         if r.level == Level.EPISODE.value:
             continue  # episodes are the evidence; they are never decayed away
         if r.failures >= policy.failing_uses and r.utility < policy.failing_utility:
-            changes.append(
-                Change(
-                    r.id,
-                    "forget",
-                    {"status": Status.FORGOTTEN.value, "valid_to": now},
-                    f"failed in {r.failures} runs (utility {r.utility:.2f})",
-                )
-            )
+            reason = f"failed in {r.failures} runs (utility {r.utility:.2f})"
+            changes.append(forget(r.id, now, reason))
             continue
         age = now - (r.last_recalled_at or r.created_at)
         decayed = r.utility * 0.5 ** (age / timedelta(days=policy.half_life_days))
         if decayed < policy.forget_below and age >= timedelta(days=policy.min_age_days):
             changes.append(
-                Change(
-                    r.id,
-                    "forget",
-                    {"status": Status.FORGOTTEN.value, "valid_to": now},
-                    f"unused for {age.days} days (decayed utility {decayed:.3f})",
-                )
+                forget(r.id, now, f"unused for {age.days} days (decayed utility {decayed:.3f})")
             )
     return changes
 

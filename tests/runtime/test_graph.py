@@ -128,27 +128,23 @@ def test_tool_errors_reach_the_model_and_tool_memory(tmp_path: Path, memory: Mem
     assert record.name == "lookup_price" and record.failures == 1
 
 
-def test_step_budget_is_enforced(tmp_path: Path, memory: Memory) -> None:
-    def loop(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str | Message:
-        r = role(messages)
-        if r == "executor":
-            return ScriptedLLM.tool_call("lookup_price", item="apple")
-        return json.dumps({"subgoals": ["x"]}) if r == "planner" else "not json"
+def looping(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str | Message:
+    """An executor that makes the same call forever; no valid verdict or lessons."""
+    r = role(messages)
+    if r == "executor":
+        return ScriptedLLM.tool_call("lookup_price", item="apple")
+    return json.dumps({"subgoals": ["x"]}) if r == "planner" else "not json"
 
-    result = forge(tmp_path, memory, ScriptedLLM(loop)).run("Loop forever", max_steps=3)
+
+def test_step_budget_is_enforced(tmp_path: Path, memory: Memory) -> None:
+    result = forge(tmp_path, memory, ScriptedLLM(looping)).run("Loop forever", max_steps=3)
     assert result.actions == 3 and result.steps[-2]["reason"] == "step budget"
     assert result.outcome == "unknown"  # the judge gave no valid verdict: nothing distilled
     assert memory.stats()["namespaces"]["default"]["levels"] == {"episode": 1}
 
 
 def test_an_identical_call_is_not_run_again(tmp_path: Path, memory: Memory) -> None:
-    def loop(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str | Message:
-        r = role(messages)
-        if r == "executor":
-            return ScriptedLLM.tool_call("lookup_price", item="apple")
-        return json.dumps({"subgoals": ["x"]}) if r == "planner" else "not json"
-
-    result = forge(tmp_path, memory, ScriptedLLM(loop)).run("Loop forever", max_steps=3)
+    result = forge(tmp_path, memory, ScriptedLLM(looping)).run("Loop forever", max_steps=3)
     actions = [s for s in result.steps if s["type"] == "action"]
     assert actions[0]["ok"] and "3 EUR" in actions[0]["observation"]
     assert [a["ok"] for a in actions[1:]] == [False, False]  # told, not run again
