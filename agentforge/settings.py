@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     query_cache_size: int = 4096
     namespace: str = "default"
     model: str | None = Field(default=None, description="Default LLM model id (litellm syntax).")
+    model_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds one model call may take (slow local models)."
+    )
 
     def resolved_home(self) -> Path:
         home = self.home.expanduser()

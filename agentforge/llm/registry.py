@@ -30,6 +30,7 @@ _HINT = (
 def _test(model_id: str, **options: Any) -> LLM:
     from agentforge.llm.scripted import TestModel
 
+    options.pop("timeout", None)  # answers at once
     return TestModel(model_id=model_id, **options)
 
 

@@ -56,7 +56,10 @@ def resolve_model(
     settings: Settings | None = None,
     **options: Any,
 ) -> LLM:
-    """The `LLM` for `model_id` / `role`; options go to the provider (e.g. `temperature=0`)."""
+    """The `LLM` for `model_id` / `role`; options go to the provider (e.g. `temperature=0`).
+    Calls time out after `Settings.model_timeout` seconds unless `timeout=` says otherwise."""
     if isinstance(model_id, LLM):
         return model_id
+    settings = settings or Settings()
+    options.setdefault("timeout", settings.model_timeout)
     return create_model(resolve_model_id(model_id, role=role, settings=settings), **options)

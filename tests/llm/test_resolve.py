@@ -22,6 +22,7 @@ from agentforge.settings import Settings
 
 ENV_VARS = [
     "AGENTFORGE_MODEL",
+    "AGENTFORGE_MODEL_TIMEOUT",
     "AGENTFORGE_PLANNER_MODEL",
     "AGENTFORGE_EXECUTOR_MODEL",
     "AGENTFORGE_REFLECTOR_MODEL",
@@ -80,6 +81,20 @@ def test_resolve_model_builds_the_provider(clean_env: pytest.MonkeyPatch) -> Non
     assert remote.defaults.temperature == 0 and remote.extra == {"api_key": "sk-x"}
     given = ScriptedLLM(["hi"])
     assert resolve_model(given, role="planner") is given
+
+
+def test_model_calls_time_out_after_the_configured_seconds(clean_env: pytest.MonkeyPatch) -> None:
+    remote = resolve_model("openai/gpt-4o-mini")
+    assert isinstance(remote, LiteLLMModel) and remote.defaults.timeout == 60.0
+    clean_env.setenv("AGENTFORGE_MODEL_TIMEOUT", "900")
+    slow = resolve_model("openai/gpt-4o-mini")
+    assert isinstance(slow, LiteLLMModel) and slow.defaults.timeout == 900.0
+    explicit = resolve_model("openai/gpt-4o-mini", timeout=5)
+    assert isinstance(explicit, LiteLLMModel) and explicit.defaults.timeout == 5.0
+    assert isinstance(resolve_model("test"), TestModel)  # answers at once; no timeout to set
+    clean_env.setenv("AGENTFORGE_MODEL_TIMEOUT", "0")
+    with pytest.raises(ValueError, match="greater than 0"):
+        resolve_model("openai/gpt-4o-mini")
 
 
 def test_default_local_model_needs_the_local_extra(monkeypatch: pytest.MonkeyPatch) -> None:
