@@ -12,12 +12,13 @@ from sqlmodel import SQLModel
 
 from agentforge.errors import ConfigError
 from agentforge.memory import records  # noqa: F401  (registers the tables)
+from agentforge.memory.keyword import FTS_COLUMNS, TOKENIZE
 
 SCHEMA_VERSION = "1"
 
 _FTS_DDL = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS memory_fts USING fts5("
-    "title, content, tags, content='memory', content_rowid='seq', tokenize='porter unicode61')",
+    f"{', '.join(FTS_COLUMNS)}, content='memory', content_rowid='seq', tokenize='{TOKENIZE}')",
     "CREATE TRIGGER IF NOT EXISTS memory_fts_ai AFTER INSERT ON memory BEGIN "
     "INSERT INTO memory_fts(rowid, title, content, tags) "
     "VALUES (new.seq, new.title, new.content, new.tags); END",
@@ -29,6 +30,16 @@ _FTS_DDL = (
     "VALUES ('delete', old.seq, old.title, old.content, old.tags); "
     "INSERT INTO memory_fts(rowid, title, content, tags) "
     "VALUES (new.seq, new.title, new.content, new.tags); END",
+    # rows whose indexed text changed, in the writer's transaction: what an in-process keyword
+    # index (memory/bm25.py) re-reads to stay exact
+    "CREATE TABLE IF NOT EXISTS memory_fts_log (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "seq INTEGER NOT NULL)",
+    "CREATE TRIGGER IF NOT EXISTS memory_fts_log_ai AFTER INSERT ON memory BEGIN "
+    "INSERT INTO memory_fts_log(seq) VALUES (new.seq); END",
+    "CREATE TRIGGER IF NOT EXISTS memory_fts_log_ad AFTER DELETE ON memory BEGIN "
+    "INSERT INTO memory_fts_log(seq) VALUES (old.seq); END",
+    "CREATE TRIGGER IF NOT EXISTS memory_fts_log_au AFTER UPDATE OF title, content, tags "
+    "ON memory BEGIN INSERT INTO memory_fts_log(seq) VALUES (old.seq); END",
 )
 
 

@@ -8,6 +8,11 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
+FTS_COLUMNS = ("title", "content", "tags")  # memory_fts's columns (see db.py)
+TOKENIZE = "porter unicode61"
+COLUMN_WEIGHTS = (0.5, 1.0, 0.5)  # bm25 weight of a hit in each column
+_BM25 = f"bm25(memory_fts, {', '.join(map(str, COLUMN_WEIGHTS))})"
+
 _WORD = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
 
 STOPWORDS = frozenset(
@@ -57,7 +62,7 @@ def keyword_search(
     # filters leave fewer than n (another namespace dominates the terms), rank after filtering.
     pool = max(4 * n, 200)
     ranked = (
-        "(SELECT rowid, bm25(memory_fts, 0.5, 1.0, 0.5) AS rank FROM memory_fts "
+        f"(SELECT rowid, {_BM25} AS rank FROM memory_fts "
         "WHERE memory_fts MATCH :match ORDER BY rank LIMIT :pool)"
     )
     rows = _run(
@@ -74,7 +79,7 @@ def keyword_search(
     if len(rows) >= n:
         return rows
     full = (
-        "SELECT m.id, -bm25(memory_fts, 0.5, 1.0, 0.5) FROM memory_fts JOIN memory m "
+        f"SELECT m.id, -{_BM25} FROM memory_fts JOIN memory m "
         "ON m.seq = memory_fts.rowid WHERE memory_fts MATCH :match AND"
     )
     return _run(
@@ -86,7 +91,7 @@ def keyword_search(
         levels,
         kinds,
         None,
-        " ORDER BY bm25(memory_fts, 0.5, 1.0, 0.5)",
+        f" ORDER BY {_BM25}",
     )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, func, update
 from sqlmodel import Session, col, select
 
 from agentforge.errors import MemoryStoreError, NotFoundError
+from agentforge.memory.bm25 import KeywordIndex
 from agentforge.memory.db import is_sqlite, make_engine
 from agentforge.memory.keyword import keyword_search
 from agentforge.memory.records import (
@@ -75,19 +76,24 @@ def _restore_value(name: str, value: Any) -> Any:
 class SQLStore:
     """Records, tool memory, history and recall log in one SQL database."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, keyword_index: KeywordIndex | None = None) -> None:
         self.engine = engine
         self._writer = engine.execution_options(immediate=True)
+        self._keyword_index = keyword_index
 
     @classmethod
     def from_url(cls, url: str) -> SQLStore:
-        return cls(make_engine(url))
+        """The store at `url`; on SQLite with the in-process BM25 index (see memory/bm25.py)."""
+        engine = make_engine(url)
+        return cls(engine, KeywordIndex(engine) if is_sqlite(engine) else None)
 
     @property
     def has_keyword_index(self) -> bool:
         return is_sqlite(self.engine)
 
     def close(self) -> None:
+        if self._keyword_index is not None:
+            self._keyword_index.close()
         self.engine.dispose()
 
     @contextmanager
@@ -329,8 +335,16 @@ class SQLStore:
         levels: Sequence[str] | None,
         kinds: Sequence[str] | None,
     ) -> list[tuple[str, float]]:
+        """Top `n` active records of `namespace` by BM25 (FTS5's scores; positive, higher is
+        better): from the in-process index when it is current, else from FTS5 in SQL."""
         if not self.has_keyword_index:
             return []
+        if self._keyword_index is not None:
+            hits = self._keyword_index.search(
+                session.connection(), namespace, query, n, levels, kinds
+            )
+            if hits is not None:
+                return hits
         return keyword_search(session, namespace, query, n, levels=levels, kinds=kinds)
 
     def pending_index(self, limit: int = 2000) -> list[MemoryRecord]:

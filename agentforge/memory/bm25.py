@@ -1,0 +1,433 @@
+"""The keyword channel's fast path: FTS5's own BM25, computed in-process from numpy postings.
+
+FTS5's `bm25()` costs ~0.3 µs per matching row, and an OR query of five ordinary words matches
+tens of thousands of rows at 100k items (7-10 ms; counting the same matches takes 0.5 ms). This
+index gives the same scores in about a millisecond:
+
+- the same tokens: built from the FTS5 index's `instance` vocabulary, and rows written later are
+  tokenised by an in-memory FTS5 table with the same tokenizer (query words too);
+- the same formula as SQLite's `fts5_aux.c` (k1 = 1.2, b = 0.75, idf floored at 1e-6, per-column
+  weights, document length over all columns) and the same statistics (every row of the table,
+  whatever its namespace or status);
+- the same filters: namespace, status, levels and kinds are checked in SQL on the best rows.
+
+Freshness: triggers log the `seq` of every row inserted, deleted or changed in an indexed column
+(`memory_fts_log`, see `db.py`), in the writer's own transaction. Before each search the index
+applies the entries it has not seen, read in the caller's transaction, so a search is exact for
+that snapshot, writes of other processes included. A row's postings carry the generation of the
+version they came from; a change bumps the row's generation instead of deleting postings.
+
+The index answers only when it can do so cheaply: until its first build is done (in a background
+thread for big stores) or when many entries are waiting (a catch-up thread applies them), `search`
+returns None and the caller runs the SQL query.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from agentforge.memory.keyword import COLUMN_WEIGHTS, FTS_COLUMNS, TOKENIZE, query_terms
+
+K1 = 1.2
+B = 0.75
+IDF_FLOOR = 1e-6
+SYNC_LIMIT = 2048  # log entries applied inside a search; more are left to the catch-up thread
+BACKGROUND_BUILD_ROWS = 20_000  # stores with more rows are first indexed in a background thread
+_WEIGHT = dict(zip(FTS_COLUMNS, COLUMN_WEIGHTS, strict=True))
+_STEM_CACHE_MAX = 50_000
+
+
+class Tokenizer:
+    """FTS5's 'porter unicode61' tokenizer, reached through an in-memory FTS5 table."""
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect(":memory:", check_same_thread=False)
+        cols = ", ".join(FTS_COLUMNS)
+        self._db.execute(f"CREATE VIRTUAL TABLE tok USING fts5({cols}, tokenize='{TOKENIZE}')")
+        self._db.execute("CREATE VIRTUAL TABLE tok_i USING fts5vocab(tok, 'instance')")
+        self._lock = threading.Lock()
+        self._stems: dict[str, str | None] = {}
+
+    def instances(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, int, str]]:
+        """(term, rowid, column) of every token of `rows` = (rowid, *one value per column)."""
+        insert = (
+            f"INSERT INTO tok(rowid, {', '.join(FTS_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * (len(FTS_COLUMNS) + 1))})"
+        )
+        with self._lock:
+            self._db.executemany(insert, rows)
+            out = self._db.execute("SELECT term, doc, col FROM tok_i").fetchall()
+            self._db.execute("DELETE FROM tok")
+        return out
+
+    def stems(self, words: Sequence[str]) -> list[str | None]:
+        """The one token each word becomes (None if it becomes none or several)."""
+        missing = [w for w in dict.fromkeys(words) if w not in self._stems]
+        if missing:
+            found: dict[int, list[str]] = {}
+            for term, doc, _ in self.instances([(i, "", w, "") for i, w in enumerate(missing)]):
+                found.setdefault(doc, []).append(term)
+            if len(self._stems) > _STEM_CACHE_MAX:
+                self._stems.clear()
+            for i, word in enumerate(missing):
+                terms = found.get(i, [])
+                self._stems[word] = terms[0] if len(terms) == 1 else None
+        return [self._stems[w] for w in words]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@dataclass
+class _Postings:
+    """One term's postings: row, weighted frequency, generation of the row version."""
+
+    docs: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    freq: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
+    gens: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    pending: list[tuple[int, float, int]] = field(default_factory=list)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.pending:
+            docs, freq, gens = zip(*self.pending, strict=True)
+            self.docs = np.concatenate([self.docs, np.asarray(docs, np.int64)])
+            self.freq = np.concatenate([self.freq, np.asarray(freq, np.float64)])
+            self.gens = np.concatenate([self.gens, np.asarray(gens, np.int64)])
+            self.pending = []
+        return self.docs, self.freq, self.gens
+
+    def compact(self, live_gen: np.ndarray) -> None:
+        docs, freq, gens = self.arrays()
+        live = gens == live_gen[docs]
+        if not live.all():
+            self.docs, self.freq, self.gens = docs[live], freq[live], gens[live]
+
+
+class KeywordIndex:
+    """See the module docstring. Thread-safe; one per store (per process)."""
+
+    def __init__(self, engine: Engine, tokenizer: Tokenizer | None = None) -> None:
+        self._engine = engine
+        self._tokenizer = tokenizer or Tokenizer()
+        self._lock = threading.Lock()  # the arrays and counters
+        self._apply_lock = threading.Lock()  # one thread applies the log at a time
+        self._postings: dict[str, _Postings] = {}
+        self._gen = np.zeros(1024, np.int64)  # current generation of each seq
+        self._length = np.zeros(1024, np.float64)  # tokens of each indexed seq, 0 if none
+        self._rows = 0
+        self._tokens = 0.0
+        self._seen = 0  # last applied memory_fts_log id
+        self._state = "new"  # new → building → ready; "catching-up" while a thread applies
+        self._stale_rows = 0
+
+    # --- search -------------------------------------------------------------------------------
+
+    def search(
+        self,
+        conn: Any,
+        namespace: str,
+        query: str,
+        n: int,
+        levels: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+    ) -> list[tuple[str, float]] | None:
+        """Top `n` active rows of `namespace` by BM25 (positive, higher is better), or None when
+        the caller should ask FTS5. `conn` is the caller's SQLAlchemy connection (its snapshot)."""
+        if not self._ready(conn):
+            return None
+        stems = self._tokenizer.stems(query_terms(query))
+        if any(s is None for s in stems):
+            return None  # a word FTS5 splits or drops: let FTS5 parse it
+        with self._lock:
+            scores = self._scores([s for s in stems if s is not None])
+        if scores is None:
+            return []
+        return _filtered(conn, scores, namespace, n, levels, kinds)
+
+    def _ready(self, conn: Any) -> bool:
+        with self._lock:
+            state = self._state
+        if state == "new":
+            state = self._start(conn)
+        if state != "ready":
+            return False
+        head = conn.exec_driver_sql("SELECT max(id) FROM memory_fts_log").scalar() or 0
+        behind = head - self._seen
+        if behind <= 0:
+            return True
+        if behind <= SYNC_LIMIT:
+            self._apply(conn, head)
+            return True
+        self._catch_up_in_background()
+        return False
+
+    def _scores(self, stems: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+        """(seqs, scores) of every live row matching a stem; one phrase per stem, as FTS5."""
+        if self._rows == 0:
+            return None
+        avgdl = self._tokens / self._rows
+        total = np.zeros(len(self._gen), np.float64)
+        matched = False
+        for stem in stems:
+            postings = self._postings.get(stem)
+            if postings is None:
+                continue
+            docs, freq, gens = postings.arrays()
+            live = gens == self._gen[docs]
+            docs, freq = docs[live], freq[live]
+            if not len(docs):
+                continue
+            idf = math.log((self._rows - len(docs) + 0.5) / (len(docs) + 0.5))
+            norm = K1 * (1 - B + B * self._length[docs] / avgdl)
+            total += np.bincount(
+                docs,
+                weights=max(idf, IDF_FLOOR) * freq * (K1 + 1) / (freq + norm),
+                minlength=len(total),
+            )
+            matched = True
+        if not matched:
+            return None
+        seqs = np.flatnonzero(total)
+        return seqs, total[seqs]
+
+    # --- building and applying the log --------------------------------------------------------
+
+    def _start(self, conn: Any) -> str:
+        """Build the index: now for a small store, else in a thread (the state it leaves)."""
+        with self._lock:
+            if self._state != "new":
+                return self._state
+            self._state = "building"
+        rows = conn.exec_driver_sql("SELECT max(seq) FROM memory").scalar() or 0
+        if rows > BACKGROUND_BUILD_ROWS and self._engine.url.database not in (None, "", ":memory:"):
+            threading.Thread(target=self._build_own, name="keyword-index", daemon=True).start()
+        else:
+            self._build(conn)
+        return self._state
+
+    def _build_own(self) -> None:
+        try:
+            with self._engine.connect() as conn:  # one read transaction: a consistent snapshot
+                self._build(conn)
+        except Exception:  # the SQL path keeps working; try again on a later search
+            with self._lock:
+                self._state = "new"
+
+    def _build(self, conn: Any) -> None:
+        """Index every row from FTS5's own index, vectorised: the instance vocabulary lists
+        tokens term by term (docs ascending within a term) and the row vocabulary gives each
+        term's token count, hence where each term's run ends."""
+        for kind in ("row", "instance"):
+            conn.exec_driver_sql(
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.memory_fts_{kind} "
+                f"USING fts5vocab(main, memory_fts, '{kind}')"
+            )
+        head = conn.exec_driver_sql("SELECT max(id) FROM memory_fts_log").scalar() or 0
+        weight = " + ".join(f"(col = '{c}') * {w}" for c, w in _WEIGHT.items())
+        raw = conn.connection.dbapi_connection  # plain tuples: ~10x faster than Row objects
+        terms = raw.execute("SELECT term, cnt FROM temp.memory_fts_row").fetchall()
+        tokens = raw.execute(f"SELECT doc, {weight} FROM temp.memory_fts_instance").fetchall()
+        docs_w = np.array(tokens, dtype=np.float64).reshape(-1, 2)
+        postings, length = _postings_from_runs(terms, docs_w[:, 0].astype(np.int64), docs_w[:, 1])
+        with self._lock:
+            self._grow(len(length))
+            self._length[: len(length)] = length
+            self._rows = int(np.count_nonzero(length))
+            self._tokens = float(length.sum())
+            self._postings = postings
+            self._seen = head
+            self._state = "ready"
+
+    def _catch_up_in_background(self) -> None:
+        with self._lock:
+            if self._state != "ready":
+                return
+            self._state = "catching-up"
+
+        def run() -> None:
+            try:
+                with self._engine.connect() as conn:
+                    head = conn.exec_driver_sql("SELECT max(id) FROM memory_fts_log").scalar()
+                    self._apply(conn, head or 0)
+            except Exception:  # e.g. the store closed meanwhile; the SQL path still answers
+                pass
+            finally:
+                with self._lock:
+                    self._state = "ready"
+
+        threading.Thread(target=run, name="keyword-index-catch-up", daemon=True).start()
+
+    def _apply(self, conn: Any, head: int) -> None:
+        """Re-read every row logged after `_seen` up to `head` (in `conn`'s snapshot, which
+        holds those writes) and index its current version; one thread at a time."""
+        with self._apply_lock:
+            start = self._seen
+            if head <= start:
+                return  # another thread got there first
+            seqs = [
+                s
+                for (s,) in conn.exec_driver_sql(
+                    "SELECT DISTINCT seq FROM memory_fts_log WHERE id > ? AND id <= ?",
+                    (start, head),
+                )
+            ]
+            cols = ", ".join(FTS_COLUMNS)
+            for chunk in _chunks(seqs, 4096):
+                rows = conn.exec_driver_sql(
+                    f"SELECT seq, {cols} FROM memory WHERE seq IN ({','.join('?' * len(chunk))})",
+                    tuple(chunk),
+                ).fetchall()
+                instances = self._tokenizer.instances([tuple(r) for r in rows])
+                with self._lock:
+                    for seq in chunk:
+                        self._drop(seq)
+                    self._add(instances, generation_of=lambda seq: int(self._gen[seq]))
+            with self._lock:
+                self._seen = head
+                self._compact_if_stale()
+
+    def _add(self, instances: Iterable[tuple[str, int, str]], generation_of: Any) -> None:
+        """Index tokens (term, seq, column) of rows that are not indexed now (lock held)."""
+        freq: dict[tuple[str, int], float] = {}
+        length: dict[int, int] = {}
+        for term, seq, column in instances:
+            key = (term, seq)
+            freq[key] = freq.get(key, 0.0) + _WEIGHT[column]
+            length[seq] = length.get(seq, 0) + 1
+        if not length:
+            return
+        self._grow(max(length) + 1)
+        for seq, size in length.items():
+            self._length[seq] = size
+            self._tokens += size
+        self._rows += len(length)
+        for (term, seq), f in freq.items():
+            postings = self._postings.get(term)
+            if postings is None:
+                postings = self._postings[term] = _Postings()
+            postings.pending.append((seq, f, generation_of(seq)))
+
+    def _drop(self, seq: int) -> None:
+        """Forget the indexed version of `seq`, if any (lock held): its postings go stale."""
+        if seq < len(self._length) and self._length[seq] > 0:
+            self._rows -= 1
+            self._tokens -= self._length[seq]
+            self._length[seq] = 0
+            self._gen[seq] += 1
+            self._stale_rows += 1
+
+    def _grow(self, size: int) -> None:
+        if size > len(self._gen):
+            new = max(size, 2 * len(self._gen))
+            self._gen = np.concatenate([self._gen, np.zeros(new - len(self._gen), np.int64)])
+            self._length = np.concatenate(
+                [self._length, np.zeros(new - len(self._length), np.float64)]
+            )
+
+    def _compact_if_stale(self) -> None:
+        if self._stale_rows > max(1000, self._rows // 4):
+            for postings in self._postings.values():
+                postings.compact(self._gen)
+            self._stale_rows = 0
+
+    def close(self) -> None:
+        self._tokenizer.close()
+
+
+def _postings_from_runs(
+    terms: Sequence[tuple[str, int]], docs: np.ndarray, weights: np.ndarray
+) -> tuple[dict[str, _Postings], np.ndarray]:
+    """Postings per term and tokens per row from tokens listed term by term (`terms`: each
+    term and how many tokens it has, in the listing's order; `docs`/`weights`: each token's row
+    and column weight)."""
+    length = np.bincount(docs, minlength=1).astype(np.float64) if len(docs) else np.zeros(1)
+    if not len(docs):
+        return {}, length
+    ends = np.cumsum([count for _, count in terms])
+    term_of = np.zeros(len(docs), np.int64)
+    term_of[ends[:-1]] = 1
+    term_of = np.cumsum(term_of)  # each token's term index
+    first = np.ones(len(docs), bool)  # a token that starts a (term, row) pair
+    first[1:] = (docs[1:] != docs[:-1]) | (term_of[1:] != term_of[:-1])
+    pair = np.cumsum(first) - 1
+    freq = np.bincount(pair, weights=weights)
+    pair_doc, pair_term = docs[first], term_of[first]
+    bounds = np.searchsorted(pair_term, np.arange(len(terms) + 1))
+    postings = {
+        term: _Postings(
+            pair_doc[bounds[i] : bounds[i + 1]].copy(),
+            freq[bounds[i] : bounds[i + 1]].copy(),
+            np.zeros(bounds[i + 1] - bounds[i], np.int64),
+        )
+        for i, (term, _) in enumerate(terms)
+    }
+    return postings, length
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _filtered(
+    conn: Any,
+    scored: tuple[np.ndarray, np.ndarray] | None,
+    namespace: str,
+    n: int,
+    levels: Sequence[str] | None,
+    kinds: Sequence[str] | None,
+) -> list[tuple[str, float]]:
+    """The best `n` of the scored rows that pass the filters: rows are checked in SQL best
+    first, in growing slices, until `n` pass or none are left."""
+    if scored is None or n <= 0:
+        return []
+    seqs, scores = scored
+    # unary + keeps SQLite from scanning the namespace index instead of looking rows up by seq
+    where = "+namespace = ? AND +status = 'active'"
+    params: list[Any] = [namespace]
+    if levels:
+        where += f" AND +level IN ({','.join('?' * len(levels))})"
+        params += list(levels)
+    if kinds:
+        where += f" AND +kind IN ({','.join('?' * len(kinds))})"
+        params += list(kinds)
+    out: list[tuple[str, float]] = []
+    checked: set[int] = set()
+    k = 2 * n + 16  # a few spare rows for the filters; more only when they reject many
+    while len(out) < n:
+        batch = [
+            (seq, i)
+            for i in _best_first(seqs, scores, k)
+            if (seq := int(seqs[i])) not in checked
+        ]
+        if not batch:
+            break
+        marks = ",".join("?" * len(batch))
+        ids = dict(
+            conn.exec_driver_sql(
+                f"SELECT seq, id FROM memory WHERE seq IN ({marks}) AND {where}",
+                (*(seq for seq, _ in batch), *params),
+            ).fetchall()
+        )
+        out += [(ids[seq], float(scores[i])) for seq, i in batch if seq in ids]
+        checked.update(seq for seq, _ in batch)
+        if k >= len(scores):
+            break
+        k *= 4
+    return out[:n]
+
+
+def _best_first(seqs: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the `k` best scores, best first, ties by seq (a full sort only when needed)."""
+    if k < len(scores):
+        top = np.argpartition(-scores, k)[:k]
+        return top[np.lexsort((seqs[top], -scores[top]))]
+    return np.lexsort((seqs, -scores))
