@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Engine, func, insert, update
 from sqlmodel import Session, col, select
 
 from agentforge.errors import MemoryStoreError, NotFoundError
@@ -292,7 +292,7 @@ class SQLStore:
             select(MemoryRecord.content_hash, MemoryRecord.id).where(
                 MemoryRecord.namespace == namespace,
                 MemoryRecord.level == level,
-                MemoryRecord.status == Status.ACTIVE.value,
+                _is_active(),
                 col(MemoryRecord.content_hash).in_(list(set(hashes))),
             )
         ).all()
@@ -300,9 +300,7 @@ class SQLStore:
 
     @staticmethod
     def active_where(session: Session, namespace: str, **equals: Any) -> list[MemoryRecord]:
-        stmt = select(MemoryRecord).where(
-            MemoryRecord.namespace == namespace, MemoryRecord.status == Status.ACTIVE.value
-        )
+        stmt = select(MemoryRecord).where(MemoryRecord.namespace == namespace, _is_active())
         for key, value in equals.items():
             stmt = stmt.where(getattr(MemoryRecord, key) == value)
         return list(session.exec(stmt.order_by(col(MemoryRecord.chunk_index))).all())
@@ -410,20 +408,28 @@ class SQLStore:
     # --- recall log and credit --------------------------------------------------------------
 
     def log_recalls(self, entries: Sequence[RecallLog]) -> list[int]:
-        """Write recall log rows and bump the recalled records' counters, in one transaction."""
+        """Write recall log rows and bump the recalled records' counters, in one transaction;
+        returns the new log ids (also set on `entries`), in order.
+
+        Core statements on a plain connection, not the ORM: this runs on every recall, and the
+        unit of work cost ~2x the SQL itself (1.06 vs 0.46 ms p50 for one entry at 100k
+        records). The columns' own types still serialise the values, so the rows are the same.
+        """
+        if not entries:
+            return []
         now = utcnow()
-        with self.write() as s:
-            for entry in entries:
-                s.add(entry)
-            ids = sorted({i for e in entries for i in e.result_ids})
-            if ids:
-                s.exec(
+        recalled = sorted({i for e in entries for i in e.result_ids})
+        with self._writer.begin() as conn:
+            ids = list(conn.execute(_INSERT_RECALL_LOG, [_log_row(e) for e in entries]).scalars())
+            if recalled:
+                conn.execute(
                     update(MemoryRecord)
-                    .where(col(MemoryRecord.id).in_(ids))  # type: ignore[call-overload]
+                    .where(col(MemoryRecord.id).in_(recalled))  # type: ignore[call-overload]
                     .values(recalls=MemoryRecord.recalls + 1, last_recalled_at=now)
                 )
-            s.flush()
-            return [e.id or 0 for e in entries]
+        for entry, log_id in zip(entries, ids, strict=True):
+            entry.id = log_id
+        return ids
 
     def uncredited_recalls(self, session: Session, run_id: str) -> list[RecallLog]:
         return list(
@@ -458,6 +464,13 @@ class SQLStore:
 META_KEY_PREFIXES = ("weights:",)
 
 
+def _is_active() -> Any:
+    """`status = 'active'` written so that no index serves it (`status || ''`): SQLite would
+    otherwise pick the (namespace, status, level) index, i.e. scan the whole namespace (13 ms at
+    100k items), over the selective one on the other terms (content hash, doc id, key)."""
+    return (col(MemoryRecord.status) + "") == Status.ACTIVE.value
+
+
 def is_meta_key(record_id: str) -> bool:
     return record_id.startswith(META_KEY_PREFIXES)
 
@@ -468,3 +481,13 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (list, dict, str, int, float, bool)) or value is None:
         return value
     raise MemoryStoreError(f"cannot snapshot value of type {type(value).__name__}")
+
+
+# `log_recalls`: one INSERT … RETURNING id for all entries, ids in the entries' order.
+_RECALL_LOG = RecallLog.__table__  # type: ignore[attr-defined]
+_INSERT_RECALL_LOG = insert(_RECALL_LOG).returning(_RECALL_LOG.c.id, sort_by_parameter_order=True)
+_RECALL_LOG_FIELDS = tuple(c.key for c in _RECALL_LOG.columns if c.key != "id")
+
+
+def _log_row(entry: RecallLog) -> dict[str, Any]:
+    return {name: getattr(entry, name) for name in _RECALL_LOG_FIELDS}
