@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,6 +152,29 @@ class KeywordIndex:
         if scores is None:
             return []
         return _filtered(conn, scores, namespace, n, levels, kinds)
+
+    def warm(self, conn: Any, timeout: float = 120.0) -> bool:
+        """Build (or finish building) the index now and bring it up to date, so the next
+        searches use it: what a long-lived process calls once at start. False on timeout."""
+        with self._lock:
+            if self._state == "new":
+                self._state = "building"
+                build_here = True
+            else:
+                build_here = False
+        if build_here:
+            self._build(conn)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                state = self._state
+            if state == "ready":
+                head = conn.exec_driver_sql("SELECT max(id) FROM memory_fts_log").scalar() or 0
+                self._apply(conn, head)
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
 
     def _ready(self, conn: Any) -> bool:
         with self._lock:

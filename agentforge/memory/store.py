@@ -345,6 +345,14 @@ class SQLStore:
                 return hits
         return keyword_search(session, namespace, query, n, levels=levels, kinds=kinds)
 
+    def warm_keyword_index(self) -> bool:
+        """Build the in-process keyword index now instead of in the background on the first
+        search (a long-lived process at start, the benchmarks); False if it did not get ready."""
+        if self._keyword_index is None:
+            return False
+        with self.read() as s:
+            return self._keyword_index.warm(s.connection())
+
     def pending_index(self, limit: int = 2000) -> list[MemoryRecord]:
         with self.read() as s:
             return list(

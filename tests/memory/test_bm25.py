@@ -158,3 +158,19 @@ def test_memory_recall_uses_it(tmp_path: Path) -> None:
     assert "loyalty points" in hit.content and hit.ranks.keyword == 1
     assert memory.c.store._keyword_index._state == "ready"  # type: ignore[union-attr]
     memory.close()
+
+
+def test_warm_builds_now_and_catches_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    memory = _memory(tmp_path / "m.db")
+    _fill(memory, _texts(300, 11))
+    memory.close()
+    monkeypatch.setattr(bm25, "BACKGROUND_BUILD_ROWS", 10)
+    monkeypatch.setattr(bm25, "SYNC_LIMIT", 10)
+    memory = _memory(tmp_path / "m.db")
+    store = memory.c.store
+    assert store.warm_keyword_index()  # no background thread: ready on return
+    _assert_same(*_both(store, "export the invoices"))
+    _fill(memory, _texts(50, 12))  # 50 log entries: more than a search applies itself
+    assert store.warm_keyword_index()
+    _assert_same(*_both(store, "export the invoices"))
+    memory.close()
