@@ -138,7 +138,7 @@ async def execute(state: RunState, runtime: Runtime[RunContext]) -> dict[str, An
     ctx = runtime.context
     index = state.get("action_count", 0) + 1
     if index > ctx.limits.max_steps:
-        return _finish(state, runtime, "Stopped: the step budget ran out.", "step budget")
+        return await _answer_at_budget(state, ctx, runtime)
     if state.get("skill"):
         replayed = await _replay(state, ctx, runtime)
         if replayed is not None:
@@ -184,6 +184,36 @@ async def execute(state: RunState, runtime: Runtime[RunContext]) -> dict[str, An
                            thought=response.text or None, recalled=recalled)
     return await _unless_done(state, ctx, runtime,
                               {"steps": [dump(step)], "action_count": index, **usage})
+
+
+async def _answer_at_budget(state: RunState, ctx: RunContext, runtime: Runtime[RunContext]
+                            ) -> dict[str, Any]:
+    """The step budget is spent: one call forced to `finish` turns what the run found into an
+    answer (a weak model often has it in a tool result and never says so). The answer is still
+    judged; with no answer the run stops unanswered."""
+    messages = [*conversation(state, ctx, "", ""), Message.user(BUDGET_SPENT)]
+    try:
+        response = await ctx.executor.complete(
+            messages, tools=[FINISH], settings=ModelSettings(tool_choice=FINISH.name,
+                                                             max_tokens=256))
+    except (BudgetExceeded, LLMError):
+        response = None
+    answer = None
+    if response is not None:
+        emit(runtime, state, "tokens", "execute", role="executor",
+             tokens=response.usage.total_tokens, cost=response.cost)
+        calls = [c for c in response.tool_calls if c.name == FINISH.name]
+        text = calls[0].arguments.get("answer") if calls else None
+        answer = text.strip() if isinstance(text, str) and text.strip() else None
+    if answer is None:
+        return _finish(state, runtime, "Stopped: the step budget ran out.", "step budget")
+    usage = {"tokens": state.get("tokens", 0) + response.usage.total_tokens,  # type: ignore[union-attr]
+             "cost": state.get("cost", 0.0) + response.cost}  # type: ignore[union-attr]
+    return {**_finish(state, runtime, answer, "answered at the step budget"), **usage}
+
+
+BUDGET_SPENT = ("The step budget is spent: no more tool calls. Call finish now with your best "
+                "answer to the task from the results above.")
 
 
 async def _unless_done(state: RunState, ctx: RunContext, runtime: Runtime[RunContext],

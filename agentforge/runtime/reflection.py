@@ -27,7 +27,9 @@ from agentforge.runtime.steps import (
 from agentforge.runtime.structured import ask_structured
 from agentforge.types import Level, MemoryInput, Outcome, Provenance, Trust
 
-NO_REPLAN = {"step budget", "tokens budget", "cost budget", "seconds budget", "steps budget"}
+# runs that stopped on a budget before answering; and the reasons after which no replan runs
+UNANSWERED = {"step budget", "tokens budget", "cost budget", "seconds budget", "steps budget"}
+NO_REPLAN = UNANSWERED | {"answered at the step budget"}
 
 
 class Judgement(BaseModel):
@@ -57,6 +59,11 @@ async def verify(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any
                                      reason=f"environment reward {reward:g}")
             emit(runtime, state, "judged", "verify", outcome=outcome, reward=reward)
             return {"verdict": dump(verdict)}
+    if final.get("reason") in UNANSWERED:  # stopped before answering: nothing for a judge to pass
+        reason = f"the run stopped on its {final['reason']} before answering"
+        verdict = ReflectionStep(outcome="failure", judged_by="runtime", reason=reason)
+        emit(runtime, state, "judged", "verify", outcome=verdict.outcome, reason=verdict.reason)
+        return {"verdict": dump(verdict)}
     prompt = load_prompt("judge").render(task=state["task"],
                                          steps=render_steps(state.get("steps", []), last=12),
                                          answer=final.get("answer", ""))

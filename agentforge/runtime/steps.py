@@ -70,7 +70,7 @@ class ReflectionStep(BaseModel):
     type: Literal["reflection"] = "reflection"
     outcome: Literal["success", "failure", "unknown"]
     reward: float | None = None
-    judged_by: Literal["environment", "judge", "none"] = "none"
+    judged_by: Literal["environment", "judge", "runtime", "none"] = "none"
     reason: str = ""
     experiences: list[Experience] = Field(default_factory=list)
     replan: bool = False

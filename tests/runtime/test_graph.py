@@ -137,10 +137,34 @@ def looping(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str | Mes
 
 
 def test_step_budget_is_enforced(tmp_path: Path, memory: Memory) -> None:
-    result = forge(tmp_path, memory, ScriptedLLM(looping)).run("Loop forever", max_steps=3)
+    llm = ScriptedLLM(looping)
+    result = forge(tmp_path, memory, llm).run("Loop forever", max_steps=3)
+    # the model was asked once more, forced to finish, and still gave no answer
     assert result.actions == 3 and result.steps[-2]["reason"] == "step budget"
-    assert result.outcome == "unknown"  # the judge gave no valid verdict: nothing distilled
+    assert [t.name for t in llm.calls[-2].tools] == ["finish"]
+    # unanswered: a failure without asking the judge (a weak judge passes runs that never ended)
+    verdict = result.steps[-1]
+    assert result.outcome == "failure" and verdict["judged_by"] == "runtime"
+    assert all("You judge" not in (c.messages[0].content or "") for c in llm.calls)
     assert memory.stats()["namespaces"]["default"]["levels"] == {"episode": 1}
+
+
+def test_the_step_budget_asks_for_an_answer(tmp_path: Path, memory: Memory) -> None:
+    def answers_when_forced(
+        messages: Sequence[Message], tools: Sequence[ToolSpec]
+    ) -> str | Message:
+        if role(messages) == "executor" and [t.name for t in tools] == ["finish"]:
+            return ScriptedLLM.tool_call("finish", answer="an apple costs 3 EUR")
+        if role(messages) == "judge":
+            return json.dumps({"success": True, "reason": "the price was given"})
+        return looping(messages, tools)
+
+    result = forge(tmp_path, memory, ScriptedLLM(answers_when_forced)).run(
+        "What does an apple cost?", max_steps=2
+    )
+    assert result.actions == 2 and result.answer == "an apple costs 3 EUR"
+    assert result.steps[-2]["reason"] == "answered at the step budget"
+    assert result.outcome == "success" and result.steps[-1]["judged_by"] == "judge"
 
 
 def test_an_identical_call_is_not_run_again(tmp_path: Path, memory: Memory) -> None:
