@@ -19,7 +19,7 @@ from agentforge.evolve.report import LearnReport
 if TYPE_CHECKING:
     from agentforge.evals.harness import Episode, RunConfig, _Worker
     from agentforge.evals.suite import Suite, Task
-    from agentforge.evolve.skills import SkillCandidate
+    from agentforge.evolve.induction import SkillCandidate
     from agentforge.sdk import Forge
 
 FLASHBACKS = "flashbacks.jsonl"

@@ -14,8 +14,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentforge.errors import BudgetExceeded
-from agentforge.evolve.insights import apply_changes, ask_validated, budgeted, stop_for_budget
 from agentforge.evolve.report import LearnReport
+from agentforge.evolve.steps import apply_changes, ask_validated, budgeted, stop_for_budget
 from agentforge.llm import LLM
 from agentforge.memory.engine import Memory
 from agentforge.memory.records import MemoryRecord, RecordView, utcnow

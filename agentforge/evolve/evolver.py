@@ -19,7 +19,7 @@ from agentforge.evolve.report import LearnReport
 from agentforge.llm import Budget, Budgeted, BudgetMeter
 
 if TYPE_CHECKING:
-    from agentforge.evolve.skills import SkillCandidate
+    from agentforge.evolve.induction import SkillCandidate
     from agentforge.llm import LLM
     from agentforge.memory.engine import Memory
 
@@ -117,12 +117,8 @@ class Evolver:
         return max(0, self.policy.max_tokens - meter.snapshot().tokens)
 
     async def _skills(self, verify: VerifySkill | None) -> LearnReport:
-        from agentforge.evolve.skills import (
-            admit_skill,
-            induce_skills,
-            known_skill,
-            load_episode_traces,
-        )
+        from agentforge.evolve.induction import induce_skills
+        from agentforge.evolve.skills import admit_skill, known_skill, load_episode_traces
 
         traces = await load_episode_traces(self.memory, self.namespace)
         candidates = induce_skills(traces, min_successes=self.policy.min_successes)

@@ -16,21 +16,20 @@ import asyncio
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import select
 
 from agentforge.errors import BudgetExceeded
 from agentforge.evolve.report import LearnReport
-from agentforge.llm import LLM, Budget, Budgeted, BudgetMeter, Message, ModelResponse
-from agentforge.memory.components import sync_records
+from agentforge.evolve.steps import apply_changes, ask_validated, budgeted, stop_for_budget
+from agentforge.llm import LLM
 from agentforge.memory.engine import Memory
 from agentforge.memory.records import MemoryRecord, Operation, RecallLog, utcnow
-from agentforge.memory.reflect import Change, apply, forget
+from agentforge.memory.reflect import Change, forget
 from agentforge.memory.store import SQLStore, blob_to_vector
-from agentforge.runtime.structured import ask_structured, parse_json_object
 from agentforge.types import Level, MemoryInput, Outcome, Provenance, Status, Trust, parse_namespace
 
 KIND = "strategy"
@@ -40,10 +39,7 @@ MAX_CONTENT = 600
 MAX_MEMBERS = 12  # experiences shown to the model per cluster (the closest to its seed)
 MEMBER_CHARS = 400
 MAX_PROPOSALS = 10  # a reply listing more is malformed, not merely generous
-REPLY_TOKENS = 800
 VOTED_RUNS_KEPT = 200
-
-M = TypeVar("M", bound=BaseModel)
 
 # An insight is advice for the agent; text telling it to destroy memory or drop its instructions
 # is an injection (perhaps carried over from an experience), never a strategy.
@@ -83,55 +79,7 @@ class InsightReply(BaseModel):
     insights: list[ProposedInsight] = Field(max_length=MAX_PROPOSALS)
 
 
-# --- helpers shared by the learning steps -----------------------------------------------------
-
-
-def budgeted(llm: LLM, max_tokens: int) -> Budgeted:
-    """`llm` behind a private token budget: `BudgetExceeded` once it is spent."""
-    return Budgeted(llm, BudgetMeter(Budget(max_tokens=max_tokens)))
-
-
-def why_invalid(response: ModelResponse | None, model: type[BaseModel]) -> str:
-    """A one-line reason why a reply did not validate as `model`."""
-    if response is None:
-        return "model call failed"
-    data = parse_json_object(response.text)
-    if data is None:
-        return "reply is not JSON"
-    try:
-        model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "reply"
-        return f"invalid reply ({exc.error_count()} errors): {where}: {first['msg']}"
-    return "invalid reply"
-
-
-async def ask_validated(
-    llm: LLM, prompt: str, model: type[M], max_tokens: int = REPLY_TOKENS
-) -> tuple[M | None, str | None]:
-    """(value, None) for a reply that validates, else (None, why). Raises `BudgetExceeded`."""
-    value, response = await ask_structured(
-        llm, [Message.user(prompt)], model, max_tokens=max_tokens
-    )
-    return (value, None) if value is not None else (None, why_invalid(response, model))
-
-
-def stop_for_budget(report: LearnReport, exc: BudgetExceeded, left: int) -> None:
-    report.notes["stopped"] = str(exc)
-    report.notes["left"] = left
-
-
-async def apply_changes(
-    memory: Memory, namespace: str, changes: list[Change], kind: str, report: LearnReport
-) -> None:
-    """Apply `changes` as one operation named `kind`, then bring the index in line."""
-    if not changes:
-        return
-    op_id, touched = await asyncio.to_thread(apply, memory.c, namespace, changes, kind)
-    await sync_records(memory.c, [r for r in touched if r.index_state == "pending"])
-    report.op_id = op_id
-    report.changed += [r.id for r in touched]
+# --- votes and scores -------------------------------------------------------------------------
 
 
 def evidence_of(record: MemoryRecord) -> list[str]:

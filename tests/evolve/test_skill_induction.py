@@ -1,5 +1,6 @@
-"""Skill induction from episodes (`agentforge.evolve.skills`): templates and generalised actions
-from hand-written traces, the refusals, admit → recall → undo on memory (in-memory and the real
+"""Skill induction from episodes (`agentforge.evolve.induction`) and skills in memory
+(`agentforge.evolve.skills`): templates and generalised actions from hand-written traces, the
+refusals, admit → recall → undo on memory (in-memory and the real
 SQLite + chroma + ONNX defaults), merge-before-create, export → SKILL.md → import, replay outcome
 counts, and a real MiniWoB click-button skill induced from two solved seeds and replayed on new
 seeds in the system Chromium."""
@@ -16,14 +17,16 @@ import pytest
 import pytest_asyncio
 
 from agentforge.errors import NotFoundError
-from agentforge.evolve.skills import (
+from agentforge.evolve.induction import (
     EpisodeTrace,
     SkillCandidate,
-    admit_skill,
     bind_task,
-    export_skills,
     induce,
     induce_skills,
+)
+from agentforge.evolve.skills import (
+    admit_skill,
+    export_skills,
     learn_skills,
     load_episode_traces,
     record_skill_outcome,
