@@ -305,7 +305,8 @@ async def _concurrency(memory: Any, queries: list[str], plan: Plan) -> dict[str,
 async def _phases(memory: Any, queries: list[str]) -> dict[str, dict[str, float]]:
     """The building blocks of one recall, timed one by one with the engine's own components:
     raw ONNX encode; embed through the BatchingEmbedder (fresh query: a model call in a worker
-    thread); dense index query (candidate pool); FTS5 keyword query; record fetch; recall log."""
+    thread); dense index query (candidate pool); FTS5 keyword query; record fetch (the views
+    recall reads); recall log."""
     from agentforge.memory.records import RecallLog
 
     c = memory.c
@@ -333,7 +334,7 @@ async def _phases(memory: Any, queries: list[str]) -> dict[str, dict[str, float]
         t = lap("keyword", t)
         ids = list(dict.fromkeys([i for i, _ in dense] + [i for i, _ in keyword]))
         with c.store.read() as s:
-            c.store.fetch(s, ids)
+            c.store.fetch_views(s, ids)
         t = lap("fetch", t)
         c.store.log_recalls([RecallLog(namespace=ns, query=q, result_ids=ids[:10], scores=[])])
         lap("log", t)

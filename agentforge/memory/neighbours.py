@@ -18,10 +18,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import TypeVar
 
-from sqlalchemy import tuple_
+from sqlalchemy import Connection, tuple_
 from sqlmodel import Session, col, select
 
-from agentforge.memory.records import VIEW_COLUMNS, MemoryRecord, RecordView, views
+from agentforge.memory.records import (
+    VIEW_COLUMNS,
+    VIEW_SQL_COLUMNS,
+    MemoryRecord,
+    RecordView,
+    view_from_raw,
+    views,
+)
 
 # (namespace, "step" | "chunk", source or doc_id, step or chunk index)
 Position = tuple[str, str, str, int]
@@ -57,37 +64,65 @@ def _batches(items: Iterable[T]) -> Iterator[list[T]]:
 def records_at(session: Session, positions: Iterable[Position]) -> list[RecordView]:
     """Every record (any status: the caller filters) at one of `positions`."""
     wanted = set(positions)
-    steps = [(ns, key, i) for ns, kind, key, i in wanted if kind == "step"]
-    chunks = [(ns, key, i) for ns, kind, key, i in wanted if kind == "chunk"]
     found: list[RecordView] = []
-    # the plain IN on namespace (and doc_id) lets the store use its (namespace, doc_id) index
-    for batch in _batches(steps):
-        columns = tuple_(
-            col(MemoryRecord.namespace), col(MemoryRecord.source), col(MemoryRecord.step)
-        )
-        found += views(
-            session.connection().execute(
-                select(*VIEW_COLUMNS).where(
-                    col(MemoryRecord.namespace).in_(sorted({ns for ns, _, _ in batch})),
-                    columns.in_(batch),
-                )
-            )
-        )
-    for batch in _batches(chunks):
-        columns = tuple_(
-            col(MemoryRecord.namespace), col(MemoryRecord.doc_id), col(MemoryRecord.chunk_index)
-        )
-        found += views(
-            session.connection().execute(
-                select(*VIEW_COLUMNS).where(
-                    col(MemoryRecord.namespace).in_(sorted({ns for ns, _, _ in batch})),
-                    col(MemoryRecord.doc_id).in_(sorted({key for _, key, _ in batch})),
-                    columns.in_(batch),
-                    col(MemoryRecord.step).is_(None),
-                )
-            )
-        )
+    for kind in _COLUMNS:
+        for batch in _batches((ns, key, i) for ns, k, key, i in wanted if k == kind):
+            found += _lookup(session, kind, batch)
     return [r for r in found if position(r) in wanted]
+
+
+# kind -> (key column, index column): where a position of that kind lives
+_COLUMNS = {"step": ("source", "step"), "chunk": ("doc_id", "chunk_index")}
+
+
+def _lookup(session: Session, kind: str, batch: list[tuple[str, str, int]]) -> list[RecordView]:
+    """The records at positions of one kind.
+
+    The plain INs on namespace and source (or doc_id) let SQLite use the (namespace, source,
+    step) and (namespace, doc_id) indexes; searching one on namespace alone scanned the whole
+    namespace (90 ms for 20 positions at 100k records). On SQLite the statement goes to the
+    driver, as in `SQLStore.fetch_views`: building it with SQLAlchemy cost more than running it
+    (1.3 vs 0.5 ms for 20 positions).
+    """
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        return _lookup_sqlite(conn, kind, batch)
+    return _lookup_core(conn, kind, batch)
+
+
+def _lookup_sqlite(
+    conn: Connection, kind: str, batch: list[tuple[str, str, int]]
+) -> list[RecordView]:
+    namespaces = sorted({ns for ns, _, _ in batch})
+    keys = sorted({key for _, key, _ in batch})
+    key, index = _COLUMNS[kind]
+    sql = (
+        f"SELECT {VIEW_SQL_COLUMNS} FROM memory WHERE namespace IN ({_marks(namespaces)}) "
+        f"AND {key} IN ({_marks(keys)}) AND (namespace, {key}, {index}) IN "
+        f"(VALUES {', '.join(['(?, ?, ?)'] * len(batch))})"
+    )
+    if kind == "chunk":
+        sql += " AND step IS NULL"
+    params = (*namespaces, *keys, *(value for triple in batch for value in triple))
+    return [view_from_raw(row) for row in conn.exec_driver_sql(sql, params).fetchall()]
+
+
+def _lookup_core(
+    conn: Connection, kind: str, batch: list[tuple[str, str, int]]
+) -> list[RecordView]:
+    key, index = (getattr(MemoryRecord, name) for name in _COLUMNS[kind])
+    stmt = select(*VIEW_COLUMNS).where(
+        col(MemoryRecord.namespace).in_(sorted({ns for ns, _, _ in batch})),
+        col(key).in_(sorted({k for _, k, _ in batch})),
+        tuple_(col(MemoryRecord.namespace), col(key), col(index)).in_(batch),
+    )
+    if kind == "chunk":
+        stmt = stmt.where(col(MemoryRecord.step).is_(None))
+    return views(conn.execute(stmt))
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
 
 
 def neighbour_scores(

@@ -2,6 +2,9 @@
 namespace/filter group; keyword: BM25) → candidates → filter → fuse → neighbours of the best
 (one store query) → fuse again → budget → log.
 
+The keyword channel runs in a worker thread beside embed + dense and also reads its candidates'
+records; everything after the channels runs in one more worker thread (`_finish`).
+
 Concurrent recalls are coalesced into one `recall_batch` call by the engine's micro-batcher.
 """
 
@@ -25,6 +28,7 @@ from agentforge.memory.fusion import (
     fuse,
     ranks_by_score,
 )
+from agentforge.memory.index.base import Hits
 from agentforge.memory.neighbours import Position, adjacent, neighbour_scores, position, records_at
 from agentforge.memory.records import MemoryRecord, RecallLog, RecordView
 from agentforge.memory.store import blob_to_vector
@@ -127,12 +131,17 @@ def _historic_dense(
     return [(rows[i][0], float(scores[i])) for i in order]
 
 
-def _keyword(c: Components, requests: Sequence[RecallRequest]) -> list[list[tuple[str, float]]]:
+def _keyword(
+    c: Components, requests: Sequence[RecallRequest]
+) -> tuple[Hits, dict[str, RecordView]]:
+    """Keyword hits and their records: fetched here, while the query is still being embedded,
+    so that after the dense query only the records it alone found remain to be read."""
     with c.store.read() as s:
-        return [
+        hits = [
             c.store.keyword(s, q.namespace, q.query, q.weights.candidates, q.levels, q.kinds)
             for q in requests
         ]
+        return hits, c.store.fetch_views(s, list({h[0] for found in hits for h in found}))
 
 
 # Filters are applied after the index query (see `_passes`): chroma's metadata-filtered search
@@ -144,14 +153,12 @@ def _pool(q: RecallRequest) -> int:
     return q.weights.candidates * (FILTERED_POOL_FACTOR if q.levels or q.kinds else 1)
 
 
-async def _dense(
-    c: Components, requests: Sequence[RecallRequest], vectors: np.ndarray
-) -> list[list[tuple[str, float]]]:
+async def _dense(c: Components, requests: Sequence[RecallRequest], vectors: np.ndarray) -> Hits:
     """One unfiltered index query per namespace of the batch, at the largest pool it needs."""
     groups: dict[str, list[int]] = {}
     for i, q in enumerate(requests):
         groups.setdefault(q.namespace, []).append(i)
-    out: list[list[tuple[str, float]]] = [[] for _ in requests]
+    out: Hits = [[] for _ in requests]
 
     async def run(namespace: str, indices: list[int]) -> None:
         pool = max(_pool(requests[i]) for i in indices)
@@ -167,9 +174,11 @@ def _fetch(
     c: Components,
     requests: Sequence[RecallRequest],
     vectors: np.ndarray,
-    dense: list[list[tuple[str, float]]],
-    keyword: list[list[tuple[str, float]]],
-) -> dict[str, RecordView]:
+    dense: Hits,
+    records: dict[str, RecordView],
+) -> None:
+    """Add the records of the dense hits (and, for `as_of` requests, of the closed records that
+    join them) that `records` lacks."""
     with c.store.read() as s:
         for i, q in enumerate(requests):
             if q.as_of is not None:
@@ -177,8 +186,8 @@ def _fetch(
                     dense[i] + _historic_dense(s, q, vectors[i], q.weights.candidates),
                     key=lambda h: -h[1],
                 )[: q.weights.candidates]
-        ids = {h[0] for hits in (*dense, *keyword) for h in hits}
-        return c.store.fetch_views(s, list(ids))
+        missing = {h[0] for hits in dense for h in hits} - records.keys()
+        records.update(c.store.fetch_views(s, list(missing)))
 
 
 Ranks = dict[str, dict[str, int]]  # channel -> id -> rank
@@ -278,10 +287,24 @@ async def recall_batch(c: Components, requests: Sequence[RecallRequest]) -> list
     keyword_task = asyncio.create_task(asyncio.to_thread(_keyword, c, requests))
     vectors = await c.embedder.embed([q.query for q in requests], query=True)
     dense = await _dense(c, requests, vectors)
-    keyword = await keyword_task
-    records = await asyncio.to_thread(_fetch, c, requests, vectors, dense, keyword)
+    keyword, records = await keyword_task
+    return await asyncio.to_thread(_finish, c, requests, vectors, dense, keyword, records, start)
+
+
+def _finish(
+    c: Components,
+    requests: Sequence[RecallRequest],
+    vectors: np.ndarray,
+    dense: Hits,
+    keyword: Hits,
+    records: dict[str, RecordView],
+    start: float,
+) -> list[RecallResult]:
+    """Everything after the channels, in one worker thread (one hop instead of three):
+    fetch → ranks → neighbours → fuse → budget → log."""
+    _fetch(c, requests, vectors, dense, records)
     ranks = [_ranks(q, dense[i], keyword[i], records) for i, q in enumerate(requests)]
-    await asyncio.to_thread(_neighbours, c, requests, ranks, records)
+    _neighbours(c, requests, ranks, records)
     fused = [fuse(ranks[i], q.weights) for i, q in enumerate(requests)]
     results = [
         RecallResult(
@@ -290,24 +313,37 @@ async def recall_batch(c: Components, requests: Sequence[RecallRequest]) -> list
         for i, q in enumerate(requests)
     ]
     elapsed = (time.perf_counter() - start) * 1000
-    logs = [
-        RecallLog(
-            namespace=q.namespace,
-            query=q.query,
-            run_id=q.run_id,
-            result_ids=[h.id for h in r.hits],
-            scores=[h.score for h in r.hits],
-            latency_ms=elapsed,
-            ranks=logged_ranks(fused[i], ranks[i]),
-        )
-        for i, (q, r) in enumerate(zip(requests, results, strict=True))
-        if q.log
-    ]
-    if logs:
-        log_ids = iter(await asyncio.to_thread(c.store.log_recalls, logs))
-        for q, r in zip(requests, results, strict=True):
-            if q.log:
-                r.recall_id = next(log_ids)
+    _log(c, requests, results, fused, ranks, elapsed)
     for r in results:
         r.latency_ms = elapsed
     return results
+
+
+def _log(
+    c: Components,
+    requests: Sequence[RecallRequest],
+    results: list[RecallResult],
+    fused: list[list[tuple[str, float]]],
+    ranks: list[Ranks],
+    elapsed: float,
+) -> None:
+    """Write the recall log of the requests that want one; their results get its ids."""
+    logged = [i for i, q in enumerate(requests) if q.log]
+    if not logged:
+        return
+    log_ids = c.store.log_recalls(
+        [
+            RecallLog(
+                namespace=requests[i].namespace,
+                query=requests[i].query,
+                run_id=requests[i].run_id,
+                result_ids=[h.id for h in results[i].hits],
+                scores=[h.score for h in results[i].hits],
+                latency_ms=elapsed,
+                ranks=logged_ranks(fused[i], ranks[i]),
+            )
+            for i in logged
+        ]
+    )
+    for i, log_id in zip(logged, log_ids, strict=True):
+        results[i].recall_id = log_id
