@@ -191,6 +191,7 @@ class Memory:
         log: bool = True,
         weights: FusionWeights | None = None,
         min_score: float | None = None,
+        keyword_query: str | None = None,
     ) -> RecallRequest:
         if not isinstance(query, str) or not query.strip():
             raise InputError("recall needs a non-empty query")
@@ -213,6 +214,7 @@ class Memory:
             log=log,
             weights=weights or tuning.weights,
             min_score=tuning.min_score if min_score is None else min_score,
+            keyword_query=keyword_query.strip() if keyword_query else None,
         )
 
     async def arecall(self, query: str, **kwargs: Any) -> RecallResult:

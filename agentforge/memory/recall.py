@@ -51,6 +51,9 @@ class RecallRequest:
     log: bool = True
     weights: FusionWeights = field(default_factory=FusionWeights)
     min_score: float = 0.0  # see `passes_gate`
+    # what the keyword channel searches when it differs from `query` (which is embedded): e.g.
+    # an agent step's cue — the task (its embedding cached) plus the words of the latest page
+    keyword_query: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,10 @@ def _keyword(
     so that after the dense query only the records it alone found remain to be read."""
     with c.store.read() as s:
         hits = [
-            c.store.keyword(s, q.namespace, q.query, q.weights.candidates, q.levels, q.kinds)
+            c.store.keyword(
+                s, q.namespace, q.keyword_query or q.query, q.weights.candidates, q.levels,
+                q.kinds,
+            )
             for q in requests
         ]
         return hits, c.store.fetch_views(s, list({h[0] for found in hits for h in found}))

@@ -174,3 +174,13 @@ def test_warm_builds_now_and_catches_up(tmp_path: Path, monkeypatch: pytest.Monk
     assert store.warm_keyword_index()
     _assert_same(*_both(store, "export the invoices"))
     memory.close()
+
+
+def test_the_keyword_channel_can_search_another_text_than_is_embedded(tmp_path: Path) -> None:
+    memory = _memory(tmp_path / "m.db")
+    memory.retain(["the loyalty points page lists refunds", "the checkout dialog hides a button"])
+    result = memory.recall("loyalty points", keyword_query="checkout dialog button", k=2)
+    by_text = {h.content: h.ranks for h in result.hits}
+    assert by_text["the checkout dialog hides a button"].keyword == 1
+    assert by_text["the loyalty points page lists refunds"].keyword is None
+    memory.close()

@@ -245,3 +245,20 @@ def test_crash_mid_run_resumes_from_the_last_checkpoint(tmp_path: Path, memory: 
     assert [s["type"] for s in resumed.steps] == ["task", "plan", "action", "final", "reflection"]
     with pytest.raises(NotFoundError):
         first.resume("no-such-run")
+
+
+def test_step_recall_embeds_the_task_and_keyword_searches_the_page(
+    tmp_path: Path, memory: Memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, str | None]] = []
+    original = memory.arecall
+
+    async def arecall(query: str, **kwargs: object) -> object:
+        seen.append((query, kwargs.get("keyword_query")))  # type: ignore[arg-type]
+        return await original(query, **kwargs)
+
+    monkeypatch.setattr(memory, "arecall", arecall)
+    forge(tmp_path, memory, shop_agent()).run("What does an apple cost?")
+    steps = [s for s in seen if s[1] is not None]
+    assert steps and all(q == "What does an apple cost?" for q, _ in seen)
+    assert "The price of apple is 3 EUR" in (steps[0][1] or "")
