@@ -92,12 +92,14 @@ class Forge:
         tool_ctx = ToolContext(memory=self.memory, workspace=self.workspace, run_id=run_id,
                                namespace=self.namespace, learn=learn, browser_session=browser)
         stack.push_async_callback(tool_ctx.aclose)
-        return RunContext(
+        ctx = RunContext(
             planner=Budgeted(self.models["planner"], meter),
             executor=Budgeted(self.models["executor"], meter),
             reflector=Budgeted(self.models["reflector"], meter),
             tools=self.registry, tool_ctx=tool_ctx, meter=meter, memory=self.memory,
             environment=environment, limits=limits, learn=learn)
+        stack.push_async_callback(ctx.aclose)
+        return ctx
 
     async def events(self, task: str | None = None, *, run_id: str | None = None,
                      resume: bool = False, template: str | None = None,

@@ -4,6 +4,7 @@ anew."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,3 +57,12 @@ class RunContext:
     environment: Environment | None = None
     limits: Limits = field(default_factory=Limits)
     learn: bool = True  # False (frozen memory): recall only; no lessons, retains or credit
+    # the next step's memory recall, started as soon as an action's result is known, keyed by
+    # that action's index (execution.py); what is left when the run ends is cancelled
+    prefetched: dict[int, asyncio.Task[Any]] = field(default_factory=dict)
+
+    async def aclose(self) -> None:
+        for task in self.prefetched.values():
+            task.cancel()
+        await asyncio.gather(*self.prefetched.values(), return_exceptions=True)
+        self.prefetched.clear()

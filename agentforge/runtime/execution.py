@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -20,7 +21,7 @@ from agentforge.runtime.prompts import load_prompt
 from agentforge.runtime.state import RunState
 from agentforge.runtime.steps import ActionStep, FinalStep, dump, step_from_dict
 from agentforge.tools import invoke_tool, tool_lessons
-from agentforge.types import Level
+from agentforge.types import Level, RecallResult
 
 STEP_RECALL_POOL = 20
 OBSERVE = "browser_observe"
@@ -68,22 +69,36 @@ def conversation(state: RunState, ctx: RunContext, memory_text: str, lessons: st
     return messages
 
 
+def _step_recall(state: RunState, ctx: RunContext, observation: str | None
+                 ) -> Coroutine[Any, Any, RecallResult]:
+    """A step's recall, conditioned on the latest observation through the keyword channel; the
+    dense channel embeds the task alone, whose embedding the plan's recall cached (embedding
+    the page text as well cost 10-25 ms per step on two cores)."""
+    assert ctx.memory is not None
+    cue = None if observation is None else f"{state['task']}\n{observation[:300]}"
+    # the namespace's tuned weights (evolving recall), with a small candidate pool
+    weights = replace(ctx.memory.tuning(state["namespace"]).weights, candidates=STEP_RECALL_POOL)
+    return ctx.memory.arecall(state["task"], namespace=state["namespace"],
+                              k=ctx.limits.step_recall_k, levels=[Level.INSIGHT, Level.EXPERIENCE],
+                              run_id=state["run_id"], weights=weights, keyword_query=cue)
+
+
+def _prefetch(state: RunState, ctx: RunContext, step: ActionStep) -> None:
+    """Start the next step's recall now, while the graph checkpoints and moves on; only when a
+    model step surely follows (so a recall is never logged, and credited, without being used)."""
+    if ctx.memory is not None and step.index < ctx.limits.max_steps:
+        ctx.prefetched[step.index] = asyncio.ensure_future(
+            _step_recall(state, ctx, step.observation))
+
+
 async def _step_memory(state: RunState, ctx: RunContext, runtime: Runtime[RunContext],
                        tool_names: list[str]) -> tuple[str, str, list[str]]:
     if ctx.memory is None:
         return "", "", []
     actions = _actions_since_plan(state)
-    # conditioned on the latest observation through the keyword channel; the dense channel
-    # embeds the task alone, whose embedding the plan's recall cached (embedding the page text
-    # as well cost 10-25 ms per step on two cores)
-    cue = None if not actions else f"{state['task']}\n{actions[-1].observation[:300]}"
-    # the namespace's tuned weights (evolving recall), with a small candidate pool
-    weights = replace(ctx.memory.tuning(state["namespace"]).weights, candidates=STEP_RECALL_POOL)
-    result = await ctx.memory.arecall(state["task"], namespace=state["namespace"],
-                                      k=ctx.limits.step_recall_k,
-                                      levels=[Level.INSIGHT, Level.EXPERIENCE],
-                                      run_id=state["run_id"], weights=weights,
-                                      keyword_query=cue)
+    pending = ctx.prefetched.pop(actions[-1].index, None) if actions else None
+    result = await (pending or _step_recall(state, ctx,
+                                            actions[-1].observation if actions else None))
     emit(runtime, state, "memory_recalled", "execute", purpose="step",
          latency_ms=round(result.latency_ms, 2),
          hits=[{"id": h.id, "score": round(h.score, 4), "text": h.content[:120]}
@@ -185,8 +200,11 @@ async def execute(state: RunState, runtime: Runtime[RunContext]) -> dict[str, An
         return {"steps": [dump(step)], "action_count": index, **usage}
     step = await _run_call(state, ctx, runtime, call, index, tokens=tokens,
                            thought=response.text or None, recalled=recalled)
-    return await _unless_done(state, ctx, runtime,
-                              {"steps": [dump(step)], "action_count": index, **usage})
+    update = await _unless_done(state, ctx, runtime,
+                                {"steps": [dump(step)], "action_count": index, **usage})
+    if "final" not in update:
+        _prefetch(state, ctx, step)
+    return update
 
 
 async def _answer_at_budget(state: RunState, ctx: RunContext, runtime: Runtime[RunContext]

@@ -3,6 +3,7 @@ verify → reflect → retain, events, replan, budgets, checkpoints and resume."
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -262,3 +263,27 @@ def test_step_recall_embeds_the_task_and_keyword_searches_the_page(
     steps = [s for s in seen if s[1] is not None]
     assert steps and all(q == "What does an apple cost?" for q, _ in seen)
     assert "The price of apple is 3 EUR" in (steps[0][1] or "")
+
+
+def test_each_model_step_gets_one_recall_started_as_the_last_action_ended(
+    tmp_path: Path, memory: Memory
+) -> None:
+    llm = ScriptedLLM(looping)
+    agent = forge(tmp_path, memory, llm)
+    events = []
+
+    async def run() -> None:
+        async for item in agent.events("Loop forever", max_steps=3):
+            events.append(item)
+
+    asyncio.run(run())
+    step_recalls = [e for e in events if isinstance(e, Event) and e.kind == "memory_recalled"
+                    and e.data.get("purpose") == "step"]
+    executor_calls = [c for c in llm.calls if role(c.messages) == "executor"
+                      and [t.name for t in c.tools] != ["finish"]]
+    assert len(step_recalls) == len(executor_calls) == 3
+    # nothing recalled for a step that never came: the run's log holds exactly what was used
+    run_id = events[-1].run_id
+    logged = [r for r in memory.c.store.recall_log(limit=100) if r.run_id == run_id]
+    plan_recalls = len(logged) - len(step_recalls)
+    assert plan_recalls == 1  # the plan's (its skill lookup is not logged)
