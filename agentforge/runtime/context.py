@@ -60,6 +60,8 @@ class RunContext:
     # the next step's memory recall, started as soon as an action's result is known, keyed by
     # that action's index (execution.py); what is left when the run ends is cancelled
     prefetched: dict[int, asyncio.Task[Any]] = field(default_factory=dict)
+    # namespace -> (failed calls in the run when read, its tool records), see execution.py
+    tool_records: dict[str, tuple[int, list[Any]]] = field(default_factory=dict)
 
     async def aclose(self) -> None:
         for task in self.prefetched.values():

@@ -15,6 +15,7 @@ from langgraph.runtime import Runtime
 
 from agentforge.errors import BudgetExceeded, LLMError
 from agentforge.llm import Message, ModelSettings, ToolCall, ToolSpec
+from agentforge.memory.records import ToolRecord
 from agentforge.runtime.common import emit, hit_line
 from agentforge.runtime.context import RunContext, environment_done
 from agentforge.runtime.prompts import load_prompt
@@ -103,7 +104,7 @@ async def _step_memory(state: RunState, ctx: RunContext, runtime: Runtime[RunCon
          latency_ms=round(result.latency_ms, 2),
          hits=[{"id": h.id, "score": round(h.score, 4), "text": h.content[:120]}
                for h in result.hits])
-    records = await asyncio.to_thread(ctx.memory.c.store.tools, state["namespace"])
+    records = await _tool_records(state, ctx)
     failed = {r.name for r in records if r.errors} & set(tool_names)
     lessons = []
     for name in sorted(failed):
@@ -112,6 +113,19 @@ async def _step_memory(state: RunState, ctx: RunContext, runtime: Runtime[RunCon
                    + "\n".join(lessons)) if lessons else ""
     return ("\n".join(hit_line(h) for h in result.hits), lesson_text,
             [h.id for h in result.hits])
+
+
+async def _tool_records(state: RunState, ctx: RunContext) -> list[ToolRecord]:
+    """The namespace's tool records, read once per run and again after each failed call (the
+    only change in this run that adds a lesson)."""
+    assert ctx.memory is not None
+    failures = sum(1 for s in state.get("steps", []) if s.get("type") == "action"
+                   and not s.get("ok", True))
+    cached = ctx.tool_records.get(state["namespace"])
+    if cached is None or cached[0] != failures:
+        records = await asyncio.to_thread(ctx.memory.c.store.tools, state["namespace"])
+        cached = ctx.tool_records[state["namespace"]] = (failures, records)
+    return cached[1]
 
 
 def bind_action(action: dict[str, Any], params: dict[str, str]) -> ToolCall:
