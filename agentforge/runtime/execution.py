@@ -248,7 +248,8 @@ async def _answer_at_budget(state: RunState, ctx: RunContext, runtime: Runtime[R
 
 
 BUDGET_SPENT = ("The step budget is spent: no more tool calls. Call finish now with your best "
-                "answer to the task from the results above.")
+                "answer from the results above: the answer itself (the number, name or text the "
+                "task asks for), not a statement that the task is done.")
 
 
 async def _unless_done(state: RunState, ctx: RunContext, runtime: Runtime[RunContext],

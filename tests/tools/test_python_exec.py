@@ -18,7 +18,10 @@ def ctx(tmp_path: Path) -> ToolContext:
 
 
 async def test_output_and_workspace(ctx: ToolContext) -> None:
-    code = "import os, sys\nprint(6 * 7)\nprint('warn', file=sys.stderr)\nopen('out.txt', 'w')"
+    code = (
+        "import os, sys\nprint(6 * 7)\nprint('warn', file=sys.stderr)\n"
+        "open('out.txt', 'w').close()"
+    )
     result = await python_run(ctx, {"code": code})
     assert result == "exit code: 0\nstdout:\n42\nstderr:\nwarn"
     assert (ctx.workspace / "out.txt").exists()
@@ -52,3 +55,14 @@ async def test_memory_limit_gives_a_clear_error(ctx: ToolContext) -> None:
     with pytest.raises(Retry, match=r"ran out of memory \(limit 256 MB\)") as info:
         await python_run(ctx, {"code": "x = bytearray(600 * 1024 * 1024)\nprint(len(x))"})
     assert "MemoryError" in str(info.value)
+
+
+async def test_a_bare_last_expression_is_printed_as_in_a_notebook(ctx: ToolContext) -> None:
+    out = await python_run(ctx, {"code": "x = 20\nsum(i**2 for i in range(1, x + 1))"})
+    assert out == "exit code: 0\nstdout:\n2870"
+    assert await python_run(ctx, {"code": "print(5)"}) == "exit code: 0\nstdout:\n5"
+    nothing = await python_run(ctx, {"code": "def f():\n    pass\nf()"})  # None: not printed
+    assert "no output" in nothing
+    with pytest.raises(Retry, match="line 2") as info:  # the model's own line numbers
+        await python_run(ctx, {"code": "a = 1\n1 / 0"})
+    assert "ZeroDivisionError" in str(info.value)

@@ -4,6 +4,7 @@ file size), and a minimal environment (no API keys inherited)."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import os
@@ -105,7 +106,8 @@ async def python_run(ctx: ToolContext, code: str, timeout_s: float = TIMEOUT_S) 
 
     The code runs as a script in the workspace directory (files it writes stay there), with a
     memory limit and a time limit; only the standard library is guaranteed. Print what you want
-    to see: only stdout and stderr come back.
+    to see: only stdout and stderr come back (a bare expression on the last line has its value
+    printed, as in a notebook).
 
     Args:
         code: The complete Python program to run.
@@ -115,7 +117,8 @@ async def python_run(ctx: ToolContext, code: str, timeout_s: float = TIMEOUT_S) 
     memory_mb = int(ctx.extras.get("python_memory_mb", MEMORY_MB))
     ctx.workspace.mkdir(parents=True, exist_ok=True)
     code_rc, out, err = await run_python(
-        code, cwd=str(ctx.workspace), timeout_s=timeout_s, memory_mb=memory_mb
+        echo_last_expression(code), cwd=str(ctx.workspace), timeout_s=timeout_s,
+        memory_mb=memory_mb,
     )
     if code_rc is None:
         raise Retry(
@@ -126,6 +129,31 @@ async def python_run(ctx: ToolContext, code: str, timeout_s: float = TIMEOUT_S) 
         return _report(code_rc, out, err)
     hint = _diagnose(code_rc, err, memory_mb, timeout_s)
     raise Retry(f"python_run: the program failed{hint}.\n{_report(code_rc, out, err)}")
+
+
+def echo_last_expression(code: str) -> str:
+    """`code` with the value of a bare expression on its last line printed, as a notebook cell
+    shows it (the local model wrote `sum(i**2 for i in range(1, 21))`, saw no output, and
+    guessed). Code that does not parse, ends otherwise, or already prints is left as it is."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code  # the interpreter reports it, with its line numbers
+    last = tree.body[-1] if tree.body else None
+    if not isinstance(last, ast.Expr) or last.col_offset != 0 or _is_print(last.value):
+        return code
+    expression = ast.get_source_segment(code, last)
+    if expression is None:
+        return code
+    head = "".join(code.splitlines(keepends=True)[: last.lineno - 1])
+    # on the expression's own line, so tracebacks keep the model's line numbers
+    return (f"{head}__value = ({expression})\n"
+            "if __value is not None:\n    print(repr(__value))\n")
+
+
+def _is_print(node: ast.expr) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == "print")
 
 
 def _diagnose(code: int, err: str, memory_mb: int, timeout_s: float) -> str:
