@@ -233,17 +233,18 @@ async def _answer_at_budget(state: RunState, ctx: RunContext, runtime: Runtime[R
                                                              max_tokens=256))
     except (BudgetExceeded, LLMError):
         response = None
-    answer = None
+    answer, usage = None, {}
     if response is not None:
         emit(runtime, state, "tokens", "execute", role="executor",
              tokens=response.usage.total_tokens, cost=response.cost)
+        usage = {"tokens": state.get("tokens", 0) + response.usage.total_tokens,
+                 "cost": state.get("cost", 0.0) + response.cost}
         calls = [c for c in response.tool_calls if c.name == FINISH.name]
         text = calls[0].arguments.get("answer") if calls else None
         answer = text.strip() if isinstance(text, str) and text.strip() else None
-    if answer is None:
-        return _finish(state, runtime, "Stopped: the step budget ran out.", "step budget")
-    usage = {"tokens": state.get("tokens", 0) + response.usage.total_tokens,  # type: ignore[union-attr]
-             "cost": state.get("cost", 0.0) + response.cost}  # type: ignore[union-attr]
+    if answer is None:  # the call's tokens count even when it gave no answer
+        return {**_finish(state, runtime, "Stopped: the step budget ran out.", "step budget"),
+                **usage}
     return {**_finish(state, runtime, answer, "answered at the step budget"), **usage}
 
 
