@@ -156,14 +156,7 @@ class KeywordIndex:
     def warm(self, conn: Any, timeout: float = 120.0) -> bool:
         """Build (or finish building) the index now and bring it up to date, so the next
         searches use it: what a long-lived process calls once at start. False on timeout."""
-        with self._lock:
-            if self._state == "new":
-                self._state = "building"
-                build_here = True
-            else:
-                build_here = False
-        if build_here:
-            self._build(conn)
+        self._start(conn, background=False)
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
@@ -224,14 +217,16 @@ class KeywordIndex:
 
     # --- building and applying the log --------------------------------------------------------
 
-    def _start(self, conn: Any) -> str:
-        """Build the index: now for a small store, else in a thread (the state it leaves)."""
+    def _start(self, conn: Any, *, background: bool = True) -> str:
+        """Build the index if nobody has: now for a small store (or `background=False`), else in
+        a thread. Returns the state it leaves."""
         with self._lock:
             if self._state != "new":
                 return self._state
             self._state = "building"
         rows = conn.exec_driver_sql("SELECT max(seq) FROM memory").scalar() or 0
-        if rows > BACKGROUND_BUILD_ROWS and self._engine.url.database not in (None, "", ":memory:"):
+        on_disk = self._engine.url.database not in (None, "", ":memory:")
+        if background and on_disk and rows > BACKGROUND_BUILD_ROWS:
             threading.Thread(target=self._build_own, name="keyword-index", daemon=True).start()
         else:
             self._build(conn)
