@@ -111,7 +111,7 @@ class Forge:
         `learn=False` runs with frozen memory: recall as usual, but no lessons are distilled and
         nothing is retained, credited or recorded in tool memory. `browser` is a started
         session the run's browser tools use (and leave open), e.g. an eval environment's."""
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+        from agentforge.runtime.checkpoint import InlineSqliteSaver
 
         if resume:
             if run_id is None:
@@ -133,8 +133,7 @@ class Forge:
         start = time.monotonic()
         values: dict[str, Any] = {}
         async with AsyncExitStack() as stack:
-            saver = await stack.enter_async_context(
-                AsyncSqliteSaver.from_conn_string(str(self.runs.path)))
+            saver = stack.enter_context(InlineSqliteSaver.open(self.runs.path))
             graph = build_graph().compile(checkpointer=saver)
             if resume:
                 snapshot = await graph.aget_state(config)

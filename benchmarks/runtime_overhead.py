@@ -86,9 +86,8 @@ def scripted(steps: int) -> ScriptedLLM:
 
 
 async def measure(home: Path, n: int, steps: int) -> dict[str, Any]:
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
     import agentforge.runtime.execution as execution
+    from agentforge.runtime.checkpoint import InlineSqliteSaver
     from agentforge.runtime.context import Limits
     from agentforge.sdk import Forge, RunResult
     from agentforge.tools import tool
@@ -123,9 +122,9 @@ async def measure(home: Path, n: int, steps: int) -> dict[str, Any]:
     memory.arecall = timers["recall"].wrap(memory.arecall)  # type: ignore[method-assign]
     original_invoke = execution.invoke_tool
     execution.invoke_tool = timers["invoke"].wrap(original_invoke)
-    saver_methods = {m: getattr(AsyncSqliteSaver, m) for m in ("aput", "aput_writes")}
+    saver_methods = {m: getattr(InlineSqliteSaver, m) for m in ("aput", "aput_writes")}
     for name, method in saver_methods.items():
-        setattr(AsyncSqliteSaver, name, timers["persist"].wrap(method))
+        setattr(InlineSqliteSaver, name, timers["persist"].wrap(method))
     marks: list[float] = []
     try:
         await asyncio.to_thread(memory.c.store.warm_keyword_index)
@@ -136,7 +135,7 @@ async def measure(home: Path, n: int, steps: int) -> dict[str, Any]:
     finally:
         execution.invoke_tool = original_invoke
         for name, method in saver_methods.items():
-            setattr(AsyncSqliteSaver, name, method)
+            setattr(InlineSqliteSaver, name, method)
         forge.close()
         memory.close()
     rows: dict[str, list[float]] = {
