@@ -487,6 +487,29 @@ async def test_second_embedded_index_on_same_path_sees_writes(tmp_path: Path) ->
 
 
 @pytest.mark.integration
+async def test_repeated_queries_are_answered_from_cache_until_anyone_writes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    vectors = unit(rng, 40)
+    ids = [f"c{i}" for i in range(40)]
+    path = tmp_path / "chroma"
+    with ChromaVectorIndex.persistent(path) as idx, ChromaVectorIndex.persistent(path) as other:
+        await idx.upsert("default", ids[:20], vectors[:20], [{}] * 20)
+        probe = vectors[25:26]  # not stored yet: its nearest neighbour will change
+        first = await idx.query("default", probe, k=3)
+        assert idx._cache.hits == 0
+        assert await idx.query("default", probe, k=3) == first
+        assert idx._cache.hits == 1
+        assert (await idx.query("default", probe, k=4))[0][:3] == first[0]  # another k: asked
+        assert idx._cache.hits == 1
+
+        await other.upsert("default", ids[25:26], vectors[25:26], [{}])  # another process
+        assert (await idx.query("default", probe, k=3))[0][0][0] == "c25"
+        await idx.delete("default", ["c25"])  # its own write
+        assert await idx.query("default", probe, k=3) == first
+        assert idx._cache.hits == 1
+
+
+@pytest.mark.integration
 async def test_closed_embedded_index_leaves_a_store_plain_chroma_can_open(tmp_path: Path) -> None:
     import chromadb
     from chromadb.config import Settings

@@ -43,6 +43,7 @@ import numpy as np
 
 from agentforge.errors import AgentForgeError, ConfigError, MemoryStoreError
 from agentforge.memory.index.base import Hits, MetadataValue, VectorIndex
+from agentforge.memory.index.query_cache import QueryCache
 
 T = TypeVar("T")
 
@@ -151,6 +152,7 @@ class ChromaVectorIndex(VectorIndex):
         self._guard = _FileGuard(Path(lock_path)) if lock_path is not None else None
         self._seen: str | None = None
         self._collections: dict[str, Any] = {}
+        self._cache = QueryCache()
         self._max_batch: int | None = None
         self._lock = threading.Lock()
         self._owns_client = client is None
@@ -250,19 +252,31 @@ class ChromaVectorIndex(VectorIndex):
             col = self._collection(client, namespace, create=False)
             if col is None:
                 return empty
+            # valid only where every write (of any process) changes the generation token
+            generation = self._seen if self._guard is not None else None
+            keys = [QueryCache.key(namespace, k, where, v) for v in vectors]
+            out: list[list[tuple[str, float]] | None] = [
+                self._cache.get(generation, key) if generation is not None else None
+                for key in keys
+            ]
+            missing = [i for i, row in enumerate(out) if row is None]
+            if not missing:
+                return out  # type: ignore[return-value]
             # chroma 1.5 answers n_results > count (and an empty collection) itself; a count()
             # per query would cost ~0.8 ms on the hot path
             result = col.query(
-                query_embeddings=vectors,
+                query_embeddings=vectors[missing],
                 n_results=k,
                 where=chroma_where(where),
                 include=["distances"],
             )
             distances = result["distances"] or [[] for _ in result["ids"]]
-            return [
-                [(item, 1.0 - float(dist)) for item, dist in zip(row_ids, row_d, strict=True)]
-                for row_ids, row_d in zip(result["ids"], distances, strict=True)
-            ]
+            for i, row_ids, row_d in zip(missing, result["ids"], distances, strict=True):
+                row = [(item, 1.0 - float(dist)) for item, dist in zip(row_ids, row_d, strict=True)]
+                out[i] = row
+                if generation is not None:
+                    self._cache.put(generation, keys[i], row)
+            return out  # type: ignore[return-value]
 
         return await self._call("query", namespace, run, write=False)
 
