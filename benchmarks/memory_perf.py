@@ -305,8 +305,8 @@ async def _concurrency(memory: Any, queries: list[str], plan: Plan) -> dict[str,
 async def _phases(memory: Any, queries: list[str]) -> dict[str, dict[str, float]]:
     """The building blocks of one recall, timed one by one with the engine's own components:
     raw ONNX encode; embed through the BatchingEmbedder (fresh query: a model call in a worker
-    thread); dense index query (candidate pool); FTS5 keyword query; record fetch (the views
-    recall reads); recall log."""
+    thread); dense index query (candidate pool, blocking as in recall); keyword query; record
+    fetch (the views recall reads); recall log."""
     from agentforge.memory.records import RecallLog
 
     c = memory.c
@@ -327,7 +327,7 @@ async def _phases(memory: Any, queries: list[str]) -> dict[str, dict[str, float]
         t = first = lap("encode", t)
         vectors = await c.embedder.embed([q], query=True)
         t = lap("embed", t)
-        dense = (await c.index.query(ns, vectors, pool))[0]
+        dense = c.index.query_blocking(ns, vectors, pool)[0]  # as recall calls it
         t = lap("dense", t)
         with c.store.read() as s:
             keyword = c.store.keyword(s, ns, q, pool, None, None)

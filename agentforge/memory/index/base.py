@@ -26,6 +26,7 @@ Backends implement the underscore methods; the public methods validate once, her
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -84,15 +85,34 @@ class VectorIndex(ABC):
         where: Where | None = None,
     ) -> list[list[tuple[str, float]]]:
         """Nearest items for each query row: best first, at most `k`, as `(id, cosine)` pairs."""
+        namespace, matrix, filters = self._query_args(namespace, vectors, k, where)
+        if k == 0 or len(matrix) == 0 or any(not values for values in filters.values()):
+            return [[] for _ in range(len(matrix))]
+        return await self._query(namespace, matrix, k, filters or None)
+
+    def query_blocking(
+        self,
+        namespace: str,
+        vectors: np.ndarray,
+        k: int,
+        where: Where | None = None,
+    ) -> list[list[tuple[str, float]]]:
+        """`query` for code already running in a worker thread (recall's last stage): it blocks
+        the calling thread instead of hopping to another one."""
+        namespace, matrix, filters = self._query_args(namespace, vectors, k, where)
+        if k == 0 or len(matrix) == 0 or any(not values for values in filters.values()):
+            return [[] for _ in range(len(matrix))]
+        return self._query_blocking(namespace, matrix, k, filters or None)
+
+    def _query_args(
+        self, namespace: str, vectors: np.ndarray, k: int, where: Where | None
+    ) -> tuple[str, np.ndarray, dict[str, list[MetadataValue]]]:
         self._check_open()
         namespace = check_namespace(namespace)
         matrix = check_vectors(vectors, rows=None)
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise InputError(f"k must be a non-negative int, got {k!r}")
-        filters = check_where(where)
-        if k == 0 or len(matrix) == 0 or any(not values for values in filters.values()):
-            return [[] for _ in range(len(matrix))]
-        return await self._query(namespace, matrix, k, filters or None)
+        return namespace, matrix, check_where(where)
 
     async def ids(self, namespace: str) -> set[str]:
         """All ids in the namespace (empty for an unknown namespace)."""
@@ -151,13 +171,23 @@ class VectorIndex(ABC):
     async def _delete(self, namespace: str, ids: list[str]) -> None: ...
 
     @abstractmethod
-    async def _query(
+    def _query_blocking(
         self,
         namespace: str,
         vectors: np.ndarray,
         k: int,
         where: dict[str, list[MetadataValue]] | None,
     ) -> Hits: ...
+
+    async def _query(
+        self,
+        namespace: str,
+        vectors: np.ndarray,
+        k: int,
+        where: dict[str, list[MetadataValue]] | None,
+    ) -> Hits:
+        """The async query; by default the blocking one in a worker thread."""
+        return await asyncio.to_thread(self._query_blocking, namespace, vectors, k, where)
 
     @abstractmethod
     async def _ids(self, namespace: str) -> set[str]: ...

@@ -239,7 +239,7 @@ class ChromaVectorIndex(VectorIndex):
 
         await self._call("delete", namespace, run, write=True)
 
-    async def _query(
+    def _query_blocking(
         self,
         namespace: str,
         vectors: np.ndarray,
@@ -278,7 +278,7 @@ class ChromaVectorIndex(VectorIndex):
                     self._cache.put(generation, keys[i], row)
             return out  # type: ignore[return-value]
 
-        return await self._call("query", namespace, run, write=False)
+        return self._locked("query", namespace, run, False)
 
     async def _ids(self, namespace: str) -> set[str]:
         def run(client: Any) -> set[str]:

@@ -117,6 +117,15 @@ class NumpyVectorIndex(VectorIndex):
         k: int,
         where: dict[str, list[MetadataValue]] | None,
     ) -> Hits:
+        return self._query_blocking(namespace, vectors, k, where)  # in memory: no thread hop
+
+    def _query_blocking(
+        self,
+        namespace: str,
+        vectors: np.ndarray,
+        k: int,
+        where: dict[str, list[MetadataValue]] | None,
+    ) -> Hits:
         with self._lock:
             space = self._spaces.get(namespace)
             if space is None:
