@@ -13,6 +13,7 @@ from sqlmodel import SQLModel
 from agentforge.errors import ConfigError
 from agentforge.memory import records  # noqa: F401  (registers the tables)
 from agentforge.memory.keyword import FTS_COLUMNS, TOKENIZE
+from agentforge.memory.records import VIEW_SQL_COLUMNS
 
 SCHEMA_VERSION = "1"
 
@@ -40,6 +41,14 @@ _FTS_DDL = (
     "INSERT INTO memory_fts_log(seq) VALUES (old.seq); END",
     "CREATE TRIGGER IF NOT EXISTS memory_fts_log_au AFTER UPDATE OF title, content, tags "
     "ON memory BEGIN INSERT INTO memory_fts_log(seq) VALUES (old.seq); END",
+    # rows updated in a column a record view carries, or deleted: what the per-process view
+    # cache (memory/view_cache.py) evicts to stay exact (recall counters do not count)
+    "CREATE TABLE IF NOT EXISTS memory_view_log (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "record_id TEXT NOT NULL)",
+    f"CREATE TRIGGER IF NOT EXISTS memory_view_log_au AFTER UPDATE OF {VIEW_SQL_COLUMNS} "
+    "ON memory BEGIN INSERT INTO memory_view_log(record_id) VALUES (old.id); END",
+    "CREATE TRIGGER IF NOT EXISTS memory_view_log_ad AFTER DELETE ON memory BEGIN "
+    "INSERT INTO memory_view_log(record_id) VALUES (old.id); END",
 )
 
 

@@ -37,6 +37,7 @@ from agentforge.memory.records import (
     view_from_raw,
     views,
 )
+from agentforge.memory.view_cache import ViewCache
 from agentforge.types import Status
 
 
@@ -80,6 +81,10 @@ class SQLStore:
         self.engine = engine
         self._writer = engine.execution_options(immediate=True)
         self._keyword_index = keyword_index
+        # not on an in-memory database: its one shared connection lets a read see a write that
+        # may still roll back
+        file_backed = is_sqlite(engine) and engine.url.database not in (None, "", ":memory:")
+        self.view_cache = ViewCache() if file_backed else None
 
     @classmethod
     def from_url(cls, url: str) -> SQLStore:
@@ -311,18 +316,26 @@ class SQLStore:
         rows = session.exec(select(MemoryRecord).where(col(MemoryRecord.id).in_(list(ids))))
         return {r.id: r for r in rows}
 
-    @staticmethod
-    def fetch_views(session: Session, ids: Sequence[str]) -> dict[str, RecordView]:
-        """Read-only views of records by id (no embedding, no ORM objects): the recall path."""
+    def fetch_views(self, session: Session, ids: Sequence[str]) -> dict[str, RecordView]:
+        """Read-only views of records by id (no embedding, no ORM objects): the recall path.
+        On SQLite through the view cache (exact for the session's snapshot, see view_cache)."""
         if not ids:
             return {}
         conn = session.connection()
-        if conn.dialect.name == "sqlite":  # the driver directly: 5-10x less Python per row
-            sql = f"SELECT {VIEW_SQL_COLUMNS} FROM memory WHERE id IN ({','.join('?' * len(ids))})"
-            rows = conn.exec_driver_sql(sql, tuple(ids)).fetchall()
+        if conn.dialect.name != "sqlite":
+            stmt = select(*VIEW_COLUMNS).where(col(MemoryRecord.id).in_(list(ids)))
+            return {v.id: v for v in views(conn.execute(stmt))}
+
+        def load(missing: list[str]) -> dict[str, RecordView]:
+            # the driver directly: 5-10x less Python per row
+            marks = ",".join("?" * len(missing))
+            sql = f"SELECT {VIEW_SQL_COLUMNS} FROM memory WHERE id IN ({marks})"
+            rows = conn.exec_driver_sql(sql, tuple(missing)).fetchall()
             return {v.id: v for v in map(view_from_raw, rows)}
-        stmt = select(*VIEW_COLUMNS).where(col(MemoryRecord.id).in_(list(ids)))
-        return {v.id: v for v in views(conn.execute(stmt))}
+
+        if self.view_cache is None or conn.get_execution_options().get("immediate", False):
+            return load(list(ids))  # a write transaction may see its own uncommitted rows
+        return self.view_cache.fetch(conn, ids, load)
 
     def keyword(
         self,
