@@ -178,3 +178,53 @@ def test_view_from_raw_datetimes_are_utc_wall_times(text: str) -> None:
     expected = datetime.fromisoformat(text).replace(tzinfo=UTC)
     assert view.created_at == expected and view.created_at.tzinfo is UTC
     assert view.tags == [] and view.meta == {} and view.tags is not view_from_raw(row).tags
+
+
+def test_the_sqlite_driver_path_writes_the_rows_core_writes(tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from agentforge.memory import recall_log_write as rlw
+    from agentforge.memory.records import MemoryRecord, utcnow
+
+    def store_with_records(name: str) -> tuple[Memory, list[str]]:
+        m = Memory(SQLStore.from_url(f"sqlite:///{tmp_path / name}"), NumpyVectorIndex(),
+                   HashEmbedder())
+        return m, m.retain(["alpha fact", "beta fact", "gamma fact"]).ids
+
+    now = utcnow()
+    entries = lambda ids: [  # noqa: E731
+        RecallLog(namespace="default", query="q1 ünï", run_id="r", result_ids=ids[:2],
+                  scores=[2.5, 1.0], latency_ms=1.25, at=now, ranks={ids[0]: {"dense": 1}}),
+        RecallLog(namespace="default", query="q2", result_ids=[], at=now),
+    ]
+    fast, fast_ids = store_with_records("fast.db")
+    core, core_ids = store_with_records("core.db")
+    try:
+        with fast.c.store._writer.begin() as conn:  # the driver path
+            rlw.write_recall_log(conn, entries(fast_ids), now)
+        with core.c.store._writer.begin() as conn:  # the Core statements, as on PostgreSQL
+            conn.execute(rlw._INSERT, [rlw._row(e) for e in entries(core_ids)])
+            conn.execute(update(MemoryRecord).where(MemoryRecord.id.in_(core_ids[:2]))
+                         .values(recalls=MemoryRecord.recalls + 1, last_recalled_at=now))
+
+        def raw(m: Memory, ids: list[str]) -> tuple[list[Any], list[Any]]:
+            path = m.c.store.engine.url.database
+            with sqlite3.connect(path) as conn:
+                logs = conn.execute("SELECT * FROM recall_log ORDER BY id").fetchall()
+                stats = [conn.execute("SELECT recalls, last_recalled_at FROM memory WHERE id = ?",
+                                      (i,)).fetchone() for i in ids]
+            renamed = {a: b for a, b in zip(ids, ["A", "B", "C"], strict=True)}
+            return [tuple(_rename(v, renamed) for v in row) for row in logs], stats
+
+        assert raw(fast, fast_ids) == raw(core, core_ids)
+        assert raw(fast, fast_ids)[1][0][0] == 1
+    finally:
+        fast.close()
+        core.close()
+
+
+def _rename(value: Any, names: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for old, new in names.items():
+            value = value.replace(old, new)
+    return value
