@@ -1,5 +1,6 @@
-"""Test-suite wide settings: no real model request may leave this process, and nothing reads or
-writes the user's real AgentForge home."""
+"""Test-suite wide settings: no real model request may leave this process, nothing reads or
+writes the user's real AgentForge home, and derived files (the quantized embedder) are built
+once per test session into a temporary cache directory."""
 
 from __future__ import annotations
 
@@ -14,9 +15,22 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    if "AGENTFORGE_CACHE_DIR" in os.environ:
+        yield
+        return
+    os.environ["AGENTFORGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    try:
+        yield
+    finally:
+        os.environ.pop("AGENTFORGE_CACHE_DIR", None)
+
+
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory: pytest.TempPathFactory,
-                   monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     if "AGENTFORGE_HOME" not in os.environ:
         monkeypatch.setenv("AGENTFORGE_HOME", str(tmp_path_factory.mktemp("home")))
     yield

@@ -308,7 +308,7 @@ def test_onnx_shape_norm_and_semantics(onnx_embedder: OnnxEmbedder) -> None:
         "The recipe needs two cups of flour and an egg.",
     ]
     rows = onnx_embedder.encode(texts)
-    assert onnx_embedder.dim == 384 and onnx_embedder.model_id == "all-MiniLM-L6-v2-onnx-int8"
+    assert onnx_embedder.dim == 384 and onnx_embedder.model_id == "all-MiniLM-L6-v2-onnx-int8-dq"
     assert rows.shape == (3, 384) and rows.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
     assert cosine(rows[0], rows[1]) > cosine(rows[0], rows[2]) + 0.3
@@ -369,7 +369,7 @@ def test_from_dir_loads_a_copied_model(tmp_path: Path, onnx_embedder: OnnxEmbedd
     shutil.copyfile(VENDORED_TOKENIZER, tmp_path / "tokenizer.json")
     emb = OnnxEmbedder.from_dir(tmp_path, model_id="copied", threads=1)
     texts = ["a hub-style model directory", "loads offline"]
-    assert emb.model_id == "copied" and emb.dim == 384
+    assert emb.model_id == "copied-dq" and emb.dim == 384
     np.testing.assert_allclose(emb.encode(texts), onnx_embedder.encode(texts), atol=1e-5)
     with pytest.raises(ConfigError, match=r"no model\.onnx"):
         OnnxEmbedder.from_dir(tmp_path / "missing")

@@ -16,11 +16,20 @@ def _inner(settings: Settings) -> Embedder:
     if name == "onnx":
         from agentforge.memory.embedders.onnx import OnnxEmbedder
 
-        return OnnxEmbedder.from_package(batch_size=settings.embed_batch_size)
+        return OnnxEmbedder.from_package(
+            batch_size=settings.embed_batch_size,
+            quantize=settings.embedder_quantize,
+            cache_dir=settings.cache_dir,
+        )
     if name == "hub":
         from agentforge.memory.embedders.onnx import OnnxEmbedder
 
-        return OnnxEmbedder.from_hub(settings.embedding_model, batch_size=settings.embed_batch_size)
+        return OnnxEmbedder.from_hub(
+            settings.embedding_model,
+            batch_size=settings.embed_batch_size,
+            quantize=settings.embedder_quantize,
+            quantize_cache_dir=settings.cache_dir,
+        )
     if name == "litellm":
         from agentforge.memory.embedders.litellm_embedder import LiteLLMEmbedder
 

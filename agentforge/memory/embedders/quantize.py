@@ -1,0 +1,312 @@
+"""A faster copy of an ONNX sentence encoder: int8 weights and int8 activations (MatMulInteger).
+
+`quantized_model` derives the copy once per source file, format and onnxruntime version into a
+cache directory and returns its path, or None (after a one-line warning) when it cannot be
+built or is not faithful enough: callers then keep the source model.
+
+Derivation: onnxruntime's basic optimizer writes the source as a plain fp32 graph (folding int8
+weights that are cast to fp32), then every MatMul by a constant 2-D weight becomes
+`MatMulInteger` (uint8 x int8, the VNNI kernel) on per-column int8 weights and per-row (per-token)
+int8 activations, rescaled to fp32. onnxruntime's own `quantize_dynamic` uses one activation scale
+per tensor, so a text's vector would depend on the other texts and the padding of its batch;
+per-row scales keep every text independent of its batch and stay closer to the source.
+
+A build is checked before use: the fixed sentences below must embed with cosine >= MIN_COSINE to
+the source. A JSON sidecar records the outcome, so a cached model loads without `onnx` and
+without re-checking, and a failed check is not retried on every start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from onnx import ModelProto, NodeProto
+
+logger = logging.getLogger(__name__)
+
+#: Bump when the derivation changes: cached models of other versions are then ignored.
+FORMAT_VERSION = 1
+#: The derived model is used only if every fidelity sentence has at least this cosine.
+MIN_COSINE = 0.98
+#: Appended to the source's model id: the vectors differ slightly from the source's.
+MODEL_ID_SUFFIX = "-dq"
+
+#: Embeds texts with the ONNX model at the given path (unit-norm rows).
+EncodeFn = Callable[[Path, Sequence[str]], np.ndarray]
+
+FIDELITY_TEXTS: tuple[str, ...] = (
+    "",
+    "ok",
+    "Where is the train station?",
+    "How do I reset my password?",
+    "Caroline went to the LGBTQ support group on 7 May 2023 and said it was powerful.",
+    "Melanie painted a sunrise over the lake last year and hung it in the kitchen.",
+    "The agent clicked the 'Add to cart' button, then typed the user name into the search box.",
+    "Deploy the service with docker compose up -d and check the logs for errors.",
+    "def retain(memory, text): return memory.add(normalise(text), level='episode')",
+    "SELECT id, content FROM records WHERE namespace = 'default' ORDER BY created_at DESC;",
+    "Error 503: upstream timed out after 30.0 seconds (retry 3 of 5).",
+    "The recipe needs two cups of flour, one egg and a pinch of salt.",
+    "Der Zug nach Berlin fährt um 14:35 Uhr von Gleis 7 ab.",
+    "¿Dónde está la biblioteca más cercana?",
+    "!!! ??? ... ---",
+    "Q3 revenue rose 12% to $4.2bn while operating costs fell 3%.",
+    "Memory consolidation merges similar experiences into insights and skills.",
+    "I'm planning a camping trip with my kids to the mountains next month!",
+    " ".join(["The lighthouse keeper logged every passing ship in a leather book."] * 8),
+    " ".join(["Long context about vector indexes, recall budgets and rank fusion."] * 30),
+)
+
+_CONSTANTS = {  # shared by every quantized MatMul
+    "dq_zero_point": np.array(128, dtype=np.uint8),
+    "dq_eps": np.array(1e-8, dtype=np.float32),
+    "dq_inv127": np.array(1.0 / 127.0, dtype=np.float32),
+    "dq_127": np.array(127.0, dtype=np.float32),
+    "dq_offset": np.array(128.5, dtype=np.float32),  # zero point + 0.5: Cast truncates
+}
+_LAST_AXIS = "dq_last_axis"  # ReduceMax takes its axes as an input from opset 18
+
+
+def quantized_model(
+    source: Path, cache_dir: Path, encode: EncodeFn, *, source_sha256: str | None = None
+) -> Path | None:
+    """The checked, quantized copy of `source` in `cache_dir` (built now if needed), or None.
+
+    Never raises: any failure logs one warning and returns None.
+    """
+    try:
+        import onnxruntime
+
+        sha = source_sha256.lower() if source_sha256 else _file_sha256(source)
+        stem = f"{sha[:32]}-dq{FORMAT_VERSION}-ort{onnxruntime.__version__}"
+        folder = Path(cache_dir).expanduser() / "embedders"
+        model, sidecar = folder / f"{stem}.onnx", folder / f"{stem}.json"
+        meta = _read_json(sidecar)
+        if meta.get("source_sha256") == sha and meta.get("passed") is False:
+            logger.warning(
+                "embedding model not quantized: %s (recorded in %s); using the source model",
+                meta.get("reason", "it failed before"),
+                sidecar,
+            )
+            return None
+        if meta.get("source_sha256") == sha and meta.get("passed") is True:
+            if _intact(model, meta):
+                return model
+            logger.warning("cached quantized embedding model %s is damaged; rebuilding", model)
+        return build(source, sha, model, sidecar, encode)
+    except Exception as exc:
+        logger.warning("embedding model not quantized, using the source model: %s", _brief(exc))
+        return None
+
+
+def build(source: Path, sha: str, model: Path, sidecar: Path, encode: EncodeFn) -> Path | None:
+    """Derive, check and atomically publish the quantized model; None (recorded in the sidecar)
+    if there is nothing to quantize or the fidelity check fails."""
+    try:
+        import onnx
+    except ImportError:
+        logger.warning("embedding model not quantized: the onnx package is not installed")
+        return None
+    import onnxruntime
+
+    started = time.perf_counter()
+    model.parent.mkdir(parents=True, exist_ok=True)
+    meta: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "source": str(source),
+        "source_sha256": sha,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "threshold": MIN_COSINE,
+        "fidelity_texts": len(FIDELITY_TEXTS),
+    }
+    with tempfile.TemporaryDirectory(dir=model.parent, prefix=".build-") as tmp:
+        plain, derived = Path(tmp) / "fp32.onnx", Path(tmp) / "model.onnx"
+        _write_plain_graph(source, plain)
+        graph = onnx.load(str(plain))
+        meta["quantized_matmuls"] = quantize_graph(graph)
+        if meta["quantized_matmuls"]:
+            onnx.save(graph, str(derived))
+            del graph
+            cosines = fidelity(source, derived, encode)
+            meta["min_cosine"] = round(float(cosines.min()), 6)
+            meta["mean_cosine"] = round(float(cosines.mean()), 6)
+            meta["reason"] = (
+                None
+                if cosines.min() >= MIN_COSINE
+                else f"it failed the fidelity check (min cosine {cosines.min():.4f} < {MIN_COSINE})"
+            )
+        else:
+            meta["reason"] = "the model has no MatMul by a constant 2-D weight"
+        meta["passed"] = meta["reason"] is None
+        meta["build_seconds"] = round(time.perf_counter() - started, 2)
+        if not meta["passed"]:
+            _write_json(sidecar, meta)  # remembered: not rebuilt on every start
+            logger.warning(
+                "embedding model not quantized: %s; using the source model", meta["reason"]
+            )
+            return None
+        meta["sha256"], meta["bytes"] = _file_sha256(derived), derived.stat().st_size
+        os.replace(derived, model)
+    _write_json(sidecar, meta)
+    return model
+
+
+def fidelity(source: Path, derived: Path, encode: EncodeFn) -> np.ndarray:
+    """Cosine of each fidelity sentence between the two models."""
+    texts = list(FIDELITY_TEXTS)
+    return np.asarray((encode(source, texts) * encode(derived, texts)).sum(axis=1))
+
+
+def quantize_graph(model: ModelProto) -> int:
+    """Rewrite every MatMul by a constant 2-D fp32 weight in place; returns how many."""
+    from onnx import TensorProto, numpy_helper
+
+    graph = model.graph
+    weights = {t.name: t for t in graph.initializer}
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    nodes: list[NodeProto] = []
+    rows: dict[str, tuple[str, str]] = {}  # activation -> (uint8 tensor, row scales)
+    done: set[str] = set()
+    for node in graph.node:
+        weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
+        if (
+            weight is None
+            or weight.data_type != TensorProto.FLOAT
+            or len(weight.dims) != 2
+            or node.input[0] in weights
+        ):
+            nodes.append(node)
+            continue
+        x = node.input[0]
+        if x not in rows:
+            rows[x] = (f"{x}_dq_u8", f"{x}_dq_scale")
+            nodes.extend(_quantize_rows(x, *rows[x], opset))
+        name = weight.name
+        if name not in done:
+            values, scales = _quantize_columns(numpy_helper.to_array(weight))
+            graph.initializer.extend(
+                [
+                    numpy_helper.from_array(values, f"{name}_dq_int8"),
+                    numpy_helper.from_array(scales, f"{name}_dq_scale"),
+                ]
+            )
+            done.add(name)
+        nodes.extend(_integer_matmul(node.output[0], *rows[x], name))
+    if not done:
+        return 0
+    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in _CONSTANTS.items())
+    if opset >= 18:
+        graph.initializer.append(
+            numpy_helper.from_array(np.array([-1], dtype=np.int64), _LAST_AXIS)
+        )
+    used = {name for node in nodes for name in node.input}
+    stale = [t for t in graph.initializer if t.name in done and t.name not in used]
+    for tensor in stale:
+        graph.initializer.remove(tensor)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return sum(1 for node in nodes if node.op_type == "MatMulInteger")
+
+
+def _quantize_rows(x: str, out: str, scale: str, opset: int) -> Iterator[NodeProto]:
+    """x -> uint8 (zero point 128) with one symmetric scale per row of the last axis."""
+    from onnx import TensorProto, helper
+
+    p = f"{x}_dq"
+    yield helper.make_node("Abs", [x], [f"{p}_abs"])
+    if opset >= 18:
+        yield helper.make_node("ReduceMax", [f"{p}_abs", _LAST_AXIS], [f"{p}_max"], keepdims=1)
+    else:
+        yield helper.make_node("ReduceMax", [f"{p}_abs"], [f"{p}_max"], axes=[-1], keepdims=1)
+    yield helper.make_node("Max", [f"{p}_max", "dq_eps"], [f"{p}_range"])
+    yield helper.make_node("Mul", [f"{p}_range", "dq_inv127"], [scale])
+    yield helper.make_node("Div", ["dq_127", f"{p}_range"], [f"{p}_inverse"])
+    yield helper.make_node("Mul", [x, f"{p}_inverse"], [f"{p}_scaled"])
+    yield helper.make_node("Add", [f"{p}_scaled", "dq_offset"], [f"{p}_shifted"])
+    yield helper.make_node("Cast", [f"{p}_shifted"], [out], to=TensorProto.UINT8)
+
+
+def _integer_matmul(output: str, x_u8: str, x_scale: str, weight: str) -> Iterator[NodeProto]:
+    """MatMulInteger, then fp32 times the weight's column scales times the row scales.
+
+    The two scales are applied by separate Muls on purpose: onnxruntime fuses
+    `Cast(MatMulInteger) * (a_scale * b_scale)` assuming a per-tensor a_scale.
+    """
+    from onnx import TensorProto, helper
+
+    p = f"{output}_dq"
+    yield helper.make_node(
+        "MatMulInteger", [x_u8, f"{weight}_dq_int8", "dq_zero_point"], [f"{p}_int32"]
+    )
+    yield helper.make_node("Cast", [f"{p}_int32"], [f"{p}_float"], to=TensorProto.FLOAT)
+    yield helper.make_node("Mul", [f"{p}_float", f"{weight}_dq_scale"], [f"{p}_columns"])
+    yield helper.make_node("Mul", [f"{p}_columns", x_scale], [output])
+
+
+def _quantize_columns(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per output column (axis 1); returns (int8 values, fp32 scales)."""
+    scales = np.abs(weight).max(axis=0) / 127.0
+    scales = np.where(scales > 0, scales, 1.0).astype(np.float32)
+    values = np.clip(np.rint(weight / scales), -127, 127).astype(np.int8)
+    return values, scales
+
+
+def _write_plain_graph(source: Path, target: Path) -> None:
+    """Let onnxruntime's basic optimizer (constant folding) write `source` as fp32 ops."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(target)
+    ort.InferenceSession(str(source), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _intact(model: Path, meta: dict[str, Any]) -> bool:
+    try:
+        if model.stat().st_size != meta.get("bytes"):
+            return False
+        return _file_sha256(model) == meta.get("sha256")
+    except OSError:
+        return False
+
+
+def _file_sha256(path: Path) -> str:
+    with Path(path).open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and data.get("format") == FORMAT_VERSION else {}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write via a temporary file in the same directory and `os.replace` (atomic)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _brief(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
