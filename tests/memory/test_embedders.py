@@ -333,6 +333,20 @@ def test_onnx_dynamic_padding_matches_single_texts() -> None:
 
 
 @pytest.mark.integration
+def test_onnx_parallel_micro_batches_match_one_worker() -> None:
+    phrase = "recall budgets and vector indexes"
+    texts = [f"note {i}: " + " ".join([phrase] * (i % 7)) for i in range(70)]
+    parallel = OnnxEmbedder.from_package(threads=2, batch_size=16)
+    serial = OnnxEmbedder.from_package(threads=1, batch_size=16)
+    assert (parallel.workers, serial.workers) == (2, 1)
+    rows = parallel.encode(texts)  # 70 texts: 5 micro-batches over 2 worker threads
+    assert parallel._pool is not None  # it did run in parallel
+    np.testing.assert_allclose(rows, serial.encode(texts), atol=1e-6)
+    np.testing.assert_allclose(parallel.encode(texts[:20]), rows[:20], atol=1e-6)  # split in 2
+    assert serial._pool is None
+
+
+@pytest.mark.integration
 def test_onnx_truncates_very_long_text(onnx_embedder: OnnxEmbedder) -> None:
     words = [f"word{i % 97}" for i in range(5000)]
     long_row, prefix_row = onnx_embedder.encode([" ".join(words), " ".join(words[:400])])
