@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         description="Directory of derived files shared by all homes (the quantized embedder); "
         "default $XDG_CACHE_HOME/agentforge or ~/.cache/agentforge.",
     )
-    embed_batch_size: int = 64
+    embed_batch_size: int = 8  # texts per embedder model run (see embedders/onnx.py)
     query_cache_size: int = 4096
     namespace: str = "default"
     model: str | None = Field(default=None, description="Default LLM model id (litellm syntax).")

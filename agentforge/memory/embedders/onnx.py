@@ -32,6 +32,9 @@ PACKAGE_MODEL_ID = "all-MiniLM-L6-v2-onnx-int8"
 DEFAULT_HUB_REPO = "sentence-transformers/all-MiniLM-L6-v2"
 VENDORED_TOKENIZER = Path(__file__).parent / "data" / "all-MiniLM-L6-v2.tokenizer.json"
 MIN_SPLIT = 8  # texts per micro-batch below which a call is not split over workers
+# Texts per model run. Small runs pad less and share out evenly over the workers: 256-text calls
+# (a retain batch) embed 360/s at 64, 467 at 32, 505 at 16, 540 at 8 (int8 model, 2 workers).
+DEFAULT_BATCH_SIZE = 8
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +155,7 @@ class OnnxEmbedder(Embedder):
         model_id: str,
         *,
         max_length: int = 256,
-        batch_size: int = 64,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         workers: int = 1,
     ) -> None:
         if max_length < 2 or batch_size < 1 or workers < 1:
@@ -187,7 +190,7 @@ class OnnxEmbedder(Embedder):
         *,
         threads: int | None = None,
         max_length: int = 256,
-        batch_size: int = 64,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         quantize: bool = True,
         cache_dir: Path | None = None,
     ) -> OnnxEmbedder:
@@ -231,7 +234,7 @@ class OnnxEmbedder(Embedder):
         sha256: str | None = None,
         threads: int | None = None,
         max_length: int = 256,
-        batch_size: int = 64,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         quantize: bool = True,
         cache_dir: Path | None = None,
     ) -> OnnxEmbedder:
@@ -274,7 +277,7 @@ class OnnxEmbedder(Embedder):
         *,
         threads: int | None = None,
         max_length: int = 256,
-        batch_size: int = 64,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         quantize: bool = True,
         quantize_cache_dir: Path | None = None,
     ) -> OnnxEmbedder:
