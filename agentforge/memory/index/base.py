@@ -85,10 +85,8 @@ class VectorIndex(ABC):
         where: Where | None = None,
     ) -> list[list[tuple[str, float]]]:
         """Nearest items for each query row: best first, at most `k`, as `(id, cosine)` pairs."""
-        namespace, matrix, filters = self._query_args(namespace, vectors, k, where)
-        if k == 0 or len(matrix) == 0 or any(not values for values in filters.values()):
-            return [[] for _ in range(len(matrix))]
-        return await self._query(namespace, matrix, k, filters or None)
+        checked = self._check_query(namespace, vectors, k, where)
+        return checked if isinstance(checked, list) else await self._query(*checked)
 
     def query_blocking(
         self,
@@ -99,20 +97,22 @@ class VectorIndex(ABC):
     ) -> list[list[tuple[str, float]]]:
         """`query` for code already running in a worker thread (recall's last stage): it blocks
         the calling thread instead of hopping to another one."""
-        namespace, matrix, filters = self._query_args(namespace, vectors, k, where)
-        if k == 0 or len(matrix) == 0 or any(not values for values in filters.values()):
-            return [[] for _ in range(len(matrix))]
-        return self._query_blocking(namespace, matrix, k, filters or None)
+        checked = self._check_query(namespace, vectors, k, where)
+        return checked if isinstance(checked, list) else self._query_blocking(*checked)
 
-    def _query_args(
+    def _check_query(
         self, namespace: str, vectors: np.ndarray, k: int, where: Where | None
-    ) -> tuple[str, np.ndarray, dict[str, list[MetadataValue]]]:
+    ) -> Hits | tuple[str, np.ndarray, int, dict[str, list[MetadataValue]] | None]:
+        """The backend's arguments, validated; or the answer itself when it is surely empty."""
         self._check_open()
         namespace = check_namespace(namespace)
         matrix = check_vectors(vectors, rows=None)
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise InputError(f"k must be a non-negative int, got {k!r}")
-        return namespace, matrix, check_where(where)
+        filters = check_where(where)
+        if k == 0 or len(matrix) == 0 or any(not values for values in filters.values()):
+            return [[] for _ in range(len(matrix))]
+        return namespace, matrix, k, filters or None
 
     async def ids(self, namespace: str) -> set[str]:
         """All ids in the namespace (empty for an unknown namespace)."""
