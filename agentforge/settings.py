@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         description="Run the 'onnx'/'hub' embedder as an int8 copy built once in cache_dir "
         "(about 2x faster); the source model is used if that copy is unavailable.",
     )
+    dense_mirror: bool = Field(
+        default=True,
+        description="Answer recall's dense queries on SQLite from an in-process HNSW mirror of "
+        "the stored vectors (exact for each read's snapshot); the vector index answers when off.",
+    )
     cache_dir: Path = Field(
         default_factory=default_cache_dir,
         description="Directory of derived files shared by all homes (the quantized embedder); "

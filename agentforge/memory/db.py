@@ -41,6 +41,16 @@ _FTS_DDL = (
     "INSERT INTO memory_fts_log(seq) VALUES (old.seq); END",
     "CREATE TRIGGER IF NOT EXISTS memory_fts_log_au AFTER UPDATE OF title, content, tags "
     "ON memory BEGIN INSERT INTO memory_fts_log(seq) VALUES (old.seq); END",
+    # rows whose vector, liveness or namespace changed, in the writer's transaction: what the
+    # in-process dense mirror (memory/dense_mirror.py) re-reads to stay exact
+    "CREATE TABLE IF NOT EXISTS memory_vector_log (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "seq INTEGER NOT NULL)",
+    "CREATE TRIGGER IF NOT EXISTS memory_vector_log_ai AFTER INSERT ON memory BEGIN "
+    "INSERT INTO memory_vector_log(seq) VALUES (new.seq); END",
+    "CREATE TRIGGER IF NOT EXISTS memory_vector_log_ad AFTER DELETE ON memory BEGIN "
+    "INSERT INTO memory_vector_log(seq) VALUES (old.seq); END",
+    "CREATE TRIGGER IF NOT EXISTS memory_vector_log_au AFTER UPDATE OF embedding, status, "
+    "valid_to, namespace ON memory BEGIN INSERT INTO memory_vector_log(seq) VALUES (old.seq); END",
     # rows updated in a column a record view carries, or deleted: what the per-process view
     # cache (memory/view_cache.py) evicts to stay exact (recall counters do not count)
     "CREATE TABLE IF NOT EXISTS memory_view_log (id INTEGER PRIMARY KEY AUTOINCREMENT, "

@@ -102,7 +102,9 @@ class Memory:
         from agentforge.memory.index.chroma_index import ChromaVectorIndex
 
         settings = settings or Settings()
-        store = SQLStore.from_url(settings.resolved_database_url())
+        store = SQLStore.from_url(
+            settings.resolved_database_url(), dense_mirror=settings.dense_mirror
+        )
         if settings.chroma_host:
             index = ChromaVectorIndex.http(settings.chroma_host, settings.chroma_port)
         else:

@@ -2,8 +2,8 @@
 namespace/filter group; keyword: BM25) → candidates → filter → fuse → neighbours of the best
 (one store query) → fuse again → budget → log.
 
-The keyword channel runs in a worker thread beside embed + dense and also reads its candidates'
-records; everything after the channels runs in one more worker thread (`_finish`).
+The keyword channel runs in a worker thread and also reads its candidates' records; the query
+embedding and everything after it run in one more worker thread (`_embed_and_finish`).
 
 Concurrent recalls are coalesced into one `recall_batch` call by the engine's micro-batcher.
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -159,16 +160,21 @@ def _pool(q: RecallRequest) -> int:
     return q.weights.candidates * (FILTERED_POOL_FACTOR if q.levels or q.kinds else 1)
 
 
-def _dense(c: Components, requests: Sequence[RecallRequest], vectors: np.ndarray) -> Hits:
-    """One unfiltered index query per namespace of the batch, at the largest pool it needs;
-    blocking, in recall's worker thread (a thread hop of its own cost ~0.5 ms)."""
+def _dense(
+    c: Components, s: Session, requests: Sequence[RecallRequest], vectors: np.ndarray
+) -> Hits:
+    """One unfiltered query per namespace of the batch, at the largest pool it needs: to the
+    store's dense mirror (exact for the snapshot of `s`), else to the vector index; blocking, in
+    recall's worker thread (a thread hop of its own cost ~0.5 ms)."""
     groups: dict[str, list[int]] = {}
     for i, q in enumerate(requests):
         groups.setdefault(q.namespace, []).append(i)
     out: Hits = [[] for _ in requests]
     for namespace, indices in groups.items():
         pool = max(_pool(requests[i]) for i in indices)
-        hits = c.index.query_blocking(namespace, vectors[indices], pool)
+        hits = c.store.dense(s, namespace, vectors[indices], pool)
+        if hits is None:
+            hits = c.index.query_blocking(namespace, vectors[indices], pool)
         for i, h in zip(indices, hits, strict=True):
             out[i] = h[: _pool(requests[i])]
     return out
@@ -176,6 +182,7 @@ def _dense(c: Components, requests: Sequence[RecallRequest], vectors: np.ndarray
 
 def _fetch(
     c: Components,
+    s: Session,
     requests: Sequence[RecallRequest],
     vectors: np.ndarray,
     dense: Hits,
@@ -183,15 +190,14 @@ def _fetch(
 ) -> None:
     """Add the records of the dense hits (and, for `as_of` requests, of the closed records that
     join them) that `records` lacks."""
-    with c.store.read() as s:
-        for i, q in enumerate(requests):
-            if q.as_of is not None:
-                dense[i] = sorted(
-                    dense[i] + _historic_dense(s, q, vectors[i], q.weights.candidates),
-                    key=lambda h: -h[1],
-                )[: q.weights.candidates]
-        missing = {h[0] for hits in dense for h in hits} - records.keys()
-        records.update(c.store.fetch_views(s, list(missing)))
+    for i, q in enumerate(requests):
+        if q.as_of is not None:
+            dense[i] = sorted(
+                dense[i] + _historic_dense(s, q, vectors[i], q.weights.candidates),
+                key=lambda h: -h[1],
+            )[: q.weights.candidates]
+    missing = {h[0] for hits in dense for h in hits} - records.keys()
+    records.update(c.store.fetch_views(s, list(missing)))
 
 
 Ranks = dict[str, dict[str, int]]  # channel -> id -> rank
@@ -287,27 +293,37 @@ def _to_hit(r: RecordView, score: float, ranks: Ranks) -> RecallHit:
 
 
 async def recall_batch(c: Components, requests: Sequence[RecallRequest]) -> list[RecallResult]:
+    """The keyword channel in one worker thread; in another, the query embedding and then
+    everything after it (`_embed_and_finish`): one thread hop on the critical path, not three."""
     start = time.perf_counter()
-    keyword_task = asyncio.create_task(asyncio.to_thread(_keyword, c, requests))
-    vectors = await c.embedder.embed([q.query for q in requests], query=True)
-    keyword, records = await keyword_task
-    return await asyncio.to_thread(_finish, c, requests, vectors, keyword, records, start)
+    keyword: Future[tuple[Hits, dict[str, RecordView]]] = Future()
+    # submitted before the thread that waits for it (the executor's queue is FIFO), and it
+    # never waits itself: the wait below always ends
+    asyncio.get_running_loop().run_in_executor(None, _settle, keyword, _keyword, c, requests)
+    return await asyncio.to_thread(_embed_and_finish, c, requests, keyword, start)
 
 
-def _finish(
+def _settle(future: Future[Any], fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        future.set_result(fn(*args))
+    except BaseException as exc:  # the waiting thread re-raises it
+        future.set_exception(exc)
+
+
+def _embed_and_finish(
     c: Components,
     requests: Sequence[RecallRequest],
-    vectors: np.ndarray,
-    keyword: Hits,
-    records: dict[str, RecordView],
+    keyword: Future[tuple[Hits, dict[str, RecordView]]],
     start: float,
 ) -> list[RecallResult]:
-    """Everything after the query embedding, in one worker thread (one hop instead of four):
-    dense → fetch → ranks → neighbours → fuse → budget → log. (chromadb holds the GIL while
-    it searches, so the dense query gains nothing from running beside the keyword thread.)"""
-    dense = _dense(c, requests, vectors)
-    _fetch(c, requests, vectors, dense, records)
-    ranks = [_ranks(q, dense[i], keyword[i], records) for i, q in enumerate(requests)]
+    """Everything from the query embedding on, in one worker thread: embed → dense (while the
+    keyword thread may still run) → fetch → ranks → neighbours → fuse → budget → log."""
+    vectors = c.embedder.embed_blocking([q.query for q in requests], query=True)
+    with c.store.read() as s:  # dense hits and their records from one snapshot
+        dense = _dense(c, s, requests, vectors)
+        keyword_hits, records = keyword.result()
+        _fetch(c, s, requests, vectors, dense, records)
+    ranks = [_ranks(q, dense[i], keyword_hits[i], records) for i, q in enumerate(requests)]
     _neighbours(c, requests, ranks, records)
     fused = [fuse(ranks[i], q.weights) for i, q in enumerate(requests)]
     results = [

@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from sqlmodel import Session
 
 from agentforge.memory.components import Components, sync_records
+from agentforge.memory.index.base import Hits
 from agentforge.memory.keyword import STOPWORDS
 from agentforge.memory.normalize import chunk, content_hash, normalize
 from agentforge.memory.records import MemoryRecord, RecordView, as_utc, utcnow
@@ -108,15 +110,22 @@ async def _mark_near_duplicates(c: Components, namespace: str, pieces: list[Piec
     group = [p for p in pieces if p.existing_id is None and _dedupes(p) and p.vector is not None]
     if not group:
         return
-    hits = await c.index.query(namespace, np.stack([p.vector for p in group]), 3)
-    close = {i for row in hits for i, score in row if score >= NEAR_DUPLICATE}
-    if not close:
-        return
-    def views() -> dict[str, RecordView]:
-        with c.store.read() as s:
-            return c.store.fetch_views(s, sorted(close))
+    matrix = np.stack([p.vector for p in group])
 
-    found = await asyncio.to_thread(views)  # SQL off the event loop, like every other read
+    def mirrored() -> tuple[Hits | None, dict[str, RecordView]]:
+        with c.store.read() as s:
+            hits = c.store.dense(s, namespace, matrix, 3)
+            return hits, _close_views(c, s, hits)
+
+    hits, found = await asyncio.to_thread(mirrored)  # SQL off the event loop, like every read
+    if hits is None:  # no mirror (or it cannot answer now): the vector index
+        hits = await c.index.query(namespace, matrix, 3)
+
+        def views() -> dict[str, RecordView]:
+            with c.store.read() as s:
+                return _close_views(c, s, hits)
+
+        found = await asyncio.to_thread(views)
     for p, row in zip(group, hits, strict=True):
         for record_id, score in row:
             other = found.get(record_id)
@@ -129,6 +138,12 @@ async def _mark_near_duplicates(c: Components, namespace: str, pieces: list[Piec
             ):
                 p.existing_id = record_id
                 break
+
+
+def _close_views(c: Components, s: Session, hits: Hits | None) -> dict[str, RecordView]:
+    """The records of the hits within NEAR_DUPLICATE cosine."""
+    close = sorted({i for row in hits or [] for i, score in row if score >= NEAR_DUPLICATE})
+    return c.store.fetch_views(s, close) if close else {}
 
 
 def specifics(text: str) -> list[str]:

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from agentforge.errors import MemoryStoreError, NotFoundError
 from agentforge.memory.bm25 import KeywordIndex
 from agentforge.memory.db import is_sqlite, make_engine
+from agentforge.memory.dense_mirror import DenseMirror, available
 from agentforge.memory.keyword import keyword_search
 from agentforge.memory.recall_log_write import write_recall_log
 from agentforge.memory.records import (
@@ -78,20 +79,31 @@ def _restore_value(name: str, value: Any) -> Any:
 class SQLStore:
     """Records, tool memory, history and recall log in one SQL database."""
 
-    def __init__(self, engine: Engine, keyword_index: KeywordIndex | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        keyword_index: KeywordIndex | None = None,
+        dense_mirror: DenseMirror | None = None,
+    ) -> None:
         self.engine = engine
         self._writer = engine.execution_options(immediate=True)
         self._keyword_index = keyword_index
+        self._dense_mirror = dense_mirror
         # not on an in-memory database: its one shared connection lets a read see a write that
         # may still roll back
         file_backed = is_sqlite(engine) and engine.url.database not in (None, "", ":memory:")
         self.view_cache = ViewCache() if file_backed else None
 
     @classmethod
-    def from_url(cls, url: str) -> SQLStore:
-        """The store at `url`; on SQLite with the in-process BM25 index (see memory/bm25.py)."""
+    def from_url(cls, url: str, *, dense_mirror: bool = True) -> SQLStore:
+        """The store at `url`; on SQLite with the in-process BM25 index (memory/bm25.py) and,
+        in a database file, the dense mirror (memory/dense_mirror.py) unless turned off."""
         engine = make_engine(url)
-        return cls(engine, KeywordIndex(engine) if is_sqlite(engine) else None)
+        if not is_sqlite(engine):
+            return cls(engine)
+        file_backed = engine.url.database not in (None, "", ":memory:")
+        mirror = DenseMirror(engine) if dense_mirror and file_backed and available() else None
+        return cls(engine, KeywordIndex(engine), mirror)
 
     @property
     def has_keyword_index(self) -> bool:
@@ -100,6 +112,8 @@ class SQLStore:
     def close(self) -> None:
         if self._keyword_index is not None:
             self._keyword_index.close()
+        if self._dense_mirror is not None:
+            self._dense_mirror.close()
         self.engine.dispose()
 
     @contextmanager
@@ -366,6 +380,23 @@ class SQLStore:
             return False
         with self.read() as s:
             return self._keyword_index.warm(s.connection())
+
+    def dense(
+        self, session: Session, namespace: str, vectors: np.ndarray, k: int
+    ) -> list[list[tuple[str, float]]] | None:
+        """The `k` nearest active records of `namespace` per row of `vectors` from the dense
+        mirror, exact for the session's snapshot; None when the vector index must answer."""
+        if self._dense_mirror is None:
+            return None
+        return self._dense_mirror.search(session.connection(), namespace, vectors, k)
+
+    def warm_dense_mirror(self) -> bool:
+        """Build the dense mirror now instead of in the background on the first search (a
+        long-lived process at start, the benchmarks); False if there is none or it timed out."""
+        if self._dense_mirror is None:
+            return False
+        with self.read() as s:
+            return self._dense_mirror.warm(s.connection())
 
     def pending_index(self, limit: int = 2000) -> list[MemoryRecord]:
         with self.read() as s:

@@ -142,6 +142,27 @@ async def test_batches_respect_max_batch() -> None:
     assert all(size <= 8 for size in counting.batches if size != 20)
 
 
+async def test_blocking_embed_shares_the_query_cache_and_the_rows() -> None:
+    """Recall embeds in its own worker thread (`embed_blocking`): same rows, same cache."""
+    counting = CountingEmbedder(HashEmbedder())
+    batching = BatchingEmbedder(counting, cache_size=16)
+
+    cached = await batching.embed(["where is the config file?"], query=True)
+    rows = batching.embed_blocking(["where is the config file?", "new question"], query=True)
+    again = await batching.embed(["new question"], query=True)
+
+    np.testing.assert_array_equal(
+        rows, HashEmbedder().encode(["where is the config file?", "new question"])
+    )
+    np.testing.assert_array_equal(rows[0], cached[0])
+    np.testing.assert_array_equal(again[0], rows[1])
+    assert counting.batches == [1, 1]  # each text reached the model once
+    assert (batching.stats.cache_hits, batching.stats.cache_misses) == (2, 2)
+    assert batching.embed_blocking([], query=True).shape == (0, batching.dim)
+    np.testing.assert_array_equal(batching.embed_blocking(["x"]), HashEmbedder().encode(["x"]))
+    assert counting.batches == [1, 1, 1]  # documents are not cached
+
+
 async def test_query_cache_hits_skip_the_model() -> None:
     counting = CountingEmbedder(HashEmbedder())
     batching = BatchingEmbedder(counting, cache_size=16)

@@ -31,6 +31,11 @@ class Embedder(ABC):
         """Async `encode`; `query=True` marks search queries (wrappers may cache them)."""
         return await asyncio.to_thread(self.encode, texts)
 
+    def embed_blocking(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
+        """`embed` for code already running in a worker thread (recall's own thread): the
+        same rows, without a hop to another thread."""
+        return self.encode(texts)
+
     def close(self) -> None:  # noqa: B027 - an optional hook, deliberately not abstract
         """Release resources held by the embedder (no-op by default)."""
 

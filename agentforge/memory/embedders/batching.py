@@ -86,9 +86,19 @@ class BatchingEmbedder(Embedder):
             return await self._submit(items)
         found, missing = self._lookup(items)
         if missing:
-            rows = await self._submit(missing)
-            self._remember(missing, rows)
-            found.update(zip(missing, rows, strict=True))
+            self._remember(missing, await self._submit(missing), found)
+        return np.stack([found[text] for text in items])
+
+    def embed_blocking(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
+        """`embed` in the calling thread: the same cache, one model call of its own."""
+        items = check_texts(texts)
+        if not items:
+            return empty_rows(self.dim)
+        if not query or self.cache_size == 0:
+            return self.encode(items)
+        found, missing = self._lookup(items)
+        if missing:
+            self._remember(missing, self.encode(missing), found)
         return np.stack([found[text] for text in items])
 
     def close(self) -> None:
@@ -113,7 +123,9 @@ class BatchingEmbedder(Embedder):
                     self.stats.cache_misses += 1
         return found, list(missing)
 
-    def _remember(self, texts: list[str], rows: np.ndarray) -> None:
+    def _remember(self, texts: list[str], rows: np.ndarray, found: dict[str, np.ndarray]) -> None:
+        """Cache the rows of `texts` and add them to `found`."""
+        found.update(zip(texts, rows, strict=True))
         with self._lock:
             for text, row in zip(texts, rows, strict=True):
                 frozen = row.copy()

@@ -1,0 +1,331 @@
+"""The dense channel's fast path: an in-process HNSW graph per namespace over the vectors of the
+active records, read from the record store and kept exact for the caller's snapshot.
+
+chromadb stays the vector index of record (what retain writes, what `reconcile` repairs, what a
+PostgreSQL deployment queries). But an embedded chroma query costs ~2.3 ms whatever the store's
+size, and holds the GIL throughout, so recall's other thread waits; hnswlib (the library chroma
+itself used before its Rust rewrite, same graph parameters as chroma's defaults) answers a query
+at 100k items in ~0.3 ms and releases the GIL while it searches.
+
+Freshness, as the keyword index (bm25.py): triggers log the `seq` of every row inserted, deleted
+or changed in its vector, status, validity or namespace (`memory_vector_log`, see `db.py`), in
+the writer's own transaction. Before each search the mirror applies the entries it has not seen,
+read in the caller's transaction: a search sees every write its snapshot holds, other processes'
+included. The mirror holds exactly what the index of record should hold: active records whose
+validity interval is open.
+
+The mirror answers only when it can do so cheaply: until its first build is done (in a
+background thread for big stores), when many entries are waiting (a catch-up thread applies
+them) or when the graph cannot give `k` results, `search` returns None and the caller asks
+the vector index of record.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+try:  # an optional fast path: without hnswlib the vector index answers every query
+    import hnswlib
+except ImportError:  # pragma: no cover - hnswlib ships in the default install
+    hnswlib = None
+
+M = 16  # chroma's defaults (hnsw:M, hnsw:construction_ef, hnsw:search_ef)
+EF_CONSTRUCTION = 100
+EF_SEARCH = 100
+SYNC_LIMIT = 2048  # log entries applied inside a search; more are left to the catch-up thread
+BACKGROUND_BUILD_ROWS = 1_000  # more rows are first mirrored in a background thread (~5k/s)
+_THREADS = os.cpu_count() or 1
+_LIVE_SQL = "status = 'active' AND valid_to IS NULL"
+
+Hits = list[list[tuple[str, float]]]
+
+
+def available() -> bool:
+    return hnswlib is not None
+
+
+class _Graph:
+    """One namespace's HNSW graph; labels are the records' `seq`. Not thread-safe."""
+
+    def __init__(self, dim: int, capacity: int) -> None:
+        self.dim = dim
+        self.index = hnswlib.Index(space="ip", dim=dim)
+        self.index.init_index(
+            max_elements=max(capacity, 1024), M=M, ef_construction=EF_CONSTRUCTION
+        )
+        self.index.set_ef(EF_SEARCH)
+        self.live: set[int] = set()
+        self.marked: set[int] = set()  # labels marked deleted (hnswlib keeps their slots)
+
+    def add(self, seqs: Sequence[int], vectors: np.ndarray) -> None:
+        """Insert or replace (a marked label comes back with its new vector)."""
+        need = self.index.element_count + len(seqs)
+        if need > self.index.get_max_elements():
+            self.index.resize_index(max(need, 2 * self.index.get_max_elements()))
+        threads = _THREADS if len(seqs) >= 64 else 1
+        self.index.add_items(vectors, np.asarray(seqs, np.uint64), num_threads=threads)
+        self.live.update(seqs)
+        self.marked.difference_update(seqs)
+
+    def remove(self, seq: int) -> None:
+        if seq in self.live:
+            self.index.mark_deleted(seq)
+            self.live.discard(seq)
+            self.marked.add(seq)
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(labels, cosines) of the best `k` per row, or None when the graph cannot give `k`."""
+        k = min(k, len(self.live))
+        if k == 0:
+            empty = np.empty((len(vectors), 0))
+            return empty.astype(np.uint64), empty
+        if k > EF_SEARCH:
+            self.index.set_ef(k)
+        try:
+            labels, distances = self.index.knn_query(
+                vectors, k=k, num_threads=min(len(vectors), _THREADS)
+            )
+        except RuntimeError:  # too few reachable live items (many deleted): ask the index
+            return None
+        finally:
+            if k > EF_SEARCH:
+                self.index.set_ef(EF_SEARCH)
+        return labels, 1.0 - distances
+
+
+class DenseMirror:
+    """See the module docstring. Thread-safe; one per store (per process)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()  # the graphs and maps
+        self._apply_lock = threading.Lock()  # one thread applies the log at a time
+        self._graphs: dict[str, _Graph] = {}
+        self._ids: dict[int, str] = {}  # seq -> record id, of the live labels
+        self._where: dict[int, str] = {}  # seq -> namespace of the graph that holds it
+        self._unusable: set[str] = set()  # namespaces whose vectors disagree in dimension
+        self._seen = 0  # last applied memory_vector_log id
+        self._state = "new"  # new → building → ready; "catching-up" while a thread applies
+
+    # --- search -------------------------------------------------------------------------------
+
+    def search(self, conn: Any, namespace: str, vectors: np.ndarray, k: int) -> Hits | None:
+        """The `k` nearest active records of `namespace` for each row of `vectors`, as
+        (id, cosine) best first; None when the caller should ask the vector index. `conn` is
+        the caller's SQLAlchemy connection (its snapshot)."""
+        if not self._ready(conn):
+            return None
+        with self._lock:
+            if namespace in self._unusable:
+                return None
+            graph = self._graphs.get(namespace)
+            if graph is None:
+                return [[] for _ in range(len(vectors))]
+            if graph.dim != vectors.shape[1]:
+                return None  # the index of record raises the clear error
+            found = graph.search(vectors, k)
+            if found is None:
+                return None
+            labels, scores = found
+            ids = self._ids
+            return [
+                [(ids[int(s)], float(c)) for s, c in zip(row, cos, strict=True)]
+                for row, cos in zip(labels, scores, strict=True)
+            ]
+
+    def warm(self, conn: Any, timeout: float = 300.0) -> bool:
+        """Build the mirror now (or wait for the build under way) and bring it up to date: what
+        a long-lived process calls once at start. False on timeout."""
+        self._start(conn, background=False)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                state = self._state
+            if state == "ready":
+                self._apply(conn, _head(conn))
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+
+    def _ready(self, conn: Any) -> bool:
+        with self._lock:
+            state = self._state
+        if state == "new":
+            state = self._start(conn)
+        if state != "ready":
+            return False
+        head = _head(conn)
+        behind = head - self._seen
+        if behind <= 0:
+            return True
+        if behind <= SYNC_LIMIT:
+            self._apply(conn, head)
+            return True
+        self._catch_up_in_background()
+        return False
+
+    # --- building and applying the log --------------------------------------------------------
+
+    def _start(self, conn: Any, *, background: bool = True) -> str:
+        with self._lock:
+            if self._state != "new":
+                return self._state
+            self._state = "building"
+        rows = conn.exec_driver_sql("SELECT max(seq) FROM memory").scalar() or 0
+        if background and rows > BACKGROUND_BUILD_ROWS:
+            threading.Thread(target=self._build_own, name="dense-mirror", daemon=True).start()
+        else:
+            try:
+                self._build(conn)
+            except Exception:
+                with self._lock:
+                    self._state = "new"
+                raise
+        return self._state
+
+    def _build_own(self) -> None:
+        try:
+            with self._engine.connect() as conn:  # one read transaction: a consistent snapshot
+                self._build(conn)
+        except Exception:  # the vector index keeps answering; try again on a later search
+            with self._lock:
+                self._state = "new"
+
+    def _build(self, conn: Any) -> None:
+        head = _head(conn)
+        raw = conn.connection.dbapi_connection  # plain tuples: ~10x faster than Row objects
+        rows = raw.execute(
+            f"SELECT seq, id, namespace, embedding FROM memory WHERE {_LIVE_SQL}"
+        ).fetchall()
+        by_ns: dict[str, list[tuple[int, str, bytes]]] = {}
+        for seq, rid, ns, blob in rows:
+            by_ns.setdefault(ns, []).append((seq, rid, blob))
+        graphs: dict[str, _Graph] = {}
+        ids: dict[int, str] = {}
+        where: dict[int, str] = {}
+        unusable: set[str] = set()
+        for ns, group in by_ns.items():
+            vectors = _matrix([blob for _, _, blob in group])
+            if vectors is None:
+                unusable.add(ns)
+                continue
+            graph = graphs[ns] = _Graph(vectors.shape[1], len(group))
+            graph.add([seq for seq, _, _ in group], vectors)
+            for seq, rid, _ in group:
+                ids[seq] = rid
+                where[seq] = ns
+        with self._lock:
+            self._graphs, self._ids, self._where, self._unusable = graphs, ids, where, unusable
+            self._seen = head
+            self._state = "ready"
+
+    def _catch_up_in_background(self) -> None:
+        with self._lock:
+            if self._state != "ready":
+                return
+            self._state = "catching-up"
+
+        def run() -> None:
+            try:
+                with self._engine.connect() as conn:
+                    self._apply(conn, _head(conn))
+            except Exception:  # e.g. the store closed meanwhile; the vector index still answers
+                pass
+            finally:
+                with self._lock:
+                    self._state = "ready"
+
+        threading.Thread(target=run, name="dense-mirror-catch-up", daemon=True).start()
+
+    def _apply(self, conn: Any, head: int) -> None:
+        """Re-read every row logged after `_seen` up to `head` (in `conn`'s snapshot, which
+        holds those writes) and mirror its current state; one thread at a time."""
+        with self._apply_lock:
+            start = self._seen
+            if head <= start:
+                return  # another thread got there first
+            raw = conn.connection.dbapi_connection
+            seqs = [
+                s
+                for (s,) in raw.execute(
+                    "SELECT DISTINCT seq FROM memory_vector_log WHERE id > ? AND id <= ?",
+                    (start, head),
+                )
+            ]
+            live: dict[int, tuple[str, str, bytes]] = {}
+            for i in range(0, len(seqs), 4096):
+                chunk = seqs[i : i + 4096]
+                for seq, rid, ns, blob in raw.execute(
+                    f"SELECT seq, id, namespace, embedding FROM memory WHERE {_LIVE_SQL} "
+                    f"AND seq IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ):
+                    live[seq] = (rid, ns, blob)
+            with self._lock:
+                for seq in seqs:
+                    self._drop(seq)
+                self._add(live)
+                self._seen = head
+
+    def _drop(self, seq: int) -> None:
+        ns = self._where.pop(seq, None)
+        if ns is not None:
+            self._graphs[ns].remove(seq)
+            del self._ids[seq]
+
+    def _add(self, live: dict[int, tuple[str, str, bytes]]) -> None:
+        by_ns: dict[str, list[int]] = {}
+        for seq, (_, ns, _) in live.items():
+            by_ns.setdefault(ns, []).append(seq)
+        for ns, seqs in by_ns.items():
+            if ns in self._unusable:
+                continue
+            vectors = _matrix([live[s][2] for s in seqs])
+            graph = self._graphs.get(ns)
+            if vectors is None or (graph is not None and graph.dim != vectors.shape[1]):
+                self._unusable.add(ns)
+                continue
+            if graph is None:
+                graph = self._graphs[ns] = _Graph(vectors.shape[1], len(seqs))
+            graph.add(seqs, vectors)
+            for seq in seqs:
+                self._ids[seq] = live[seq][0]
+                self._where[seq] = ns
+            if len(graph.marked) > 2 * len(graph.live) + 1000:
+                self._graphs[ns] = _rebuilt(graph)
+
+    def close(self) -> None:
+        with self._lock:
+            self._graphs = {}
+            self._ids = {}
+            self._where = {}
+            self._state = "closed"
+
+
+def _head(conn: Any) -> int:
+    return conn.exec_driver_sql("SELECT max(id) FROM memory_vector_log").scalar() or 0
+
+
+def _matrix(blobs: Sequence[bytes]) -> np.ndarray | None:
+    """The float32 vectors stored in `blobs`, or None when their dimensions differ."""
+    sizes = {len(b) for b in blobs}
+    if len(sizes) != 1 or 0 in sizes or next(iter(sizes)) % 4:
+        return None
+    return np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), -1)
+
+
+def _rebuilt(graph: _Graph) -> _Graph:
+    """A graph of the live labels only (hnswlib never frees a deleted label's slot)."""
+    seqs = sorted(graph.live)
+    fresh = _Graph(graph.dim, len(seqs))
+    if seqs:
+        fresh.add(seqs, np.asarray(graph.index.get_items(seqs), np.float32))
+    return fresh
