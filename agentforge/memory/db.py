@@ -3,6 +3,7 @@ SQLAlchemy URL."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -139,4 +140,13 @@ def _create_schema(engine: Engine) -> None:
                 "WHERE NOT EXISTS (SELECT 1 FROM meta WHERE key = 'schema_version')"
             ),
             {"v": SCHEMA_VERSION},
+        )
+        # which database this is, whatever its path: what derived state on disk (the dense
+        # mirror's snapshots) is checked against
+        conn.execute(
+            text(
+                "INSERT INTO meta(key, value) SELECT 'store_id', :v "
+                "WHERE NOT EXISTS (SELECT 1 FROM meta WHERE key = 'store_id')"
+            ),
+            {"v": uuid.uuid4().hex},
         )

@@ -22,19 +22,26 @@ the vector index of record.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
 
+from agentforge.memory import dense_snapshot
+from agentforge.memory.dense_snapshot import SavedGraph
+
 try:  # an optional fast path: without hnswlib the vector index answers every query
     import hnswlib
 except ImportError:  # pragma: no cover - hnswlib ships in the default install
     hnswlib = None
+
+log = logging.getLogger(__name__)
 
 M = 16  # chroma's defaults (hnsw:M, hnsw:construction_ef, hnsw:search_ef)
 EF_CONSTRUCTION = 100
@@ -43,6 +50,9 @@ SYNC_LIMIT = 2048  # log entries applied inside a search; more are left to the c
 BACKGROUND_BUILD_ROWS = 1_000  # more rows are first mirrored in a background thread (~5k/s)
 _THREADS = os.cpu_count() or 1
 _LIVE_SQL = "status = 'active' AND valid_to IS NULL"
+_BUILD_CHUNK = 8192  # rows read at a time while building
+SNAPSHOT_MIN_ROWS = 5_000  # smaller mirrors build faster than a snapshot is worth
+SNAPSHOT_AFTER = 2_000  # log entries applied since the last snapshot that make close() save one
 
 Hits = list[list[tuple[str, float]]]
 
@@ -63,6 +73,18 @@ class _Graph:
         self.index.set_ef(EF_SEARCH)
         self.live: set[int] = set()
         self.marked: set[int] = set()  # labels marked deleted (hnswlib keeps their slots)
+
+    @classmethod
+    def load(cls, saved: SavedGraph) -> _Graph:
+        """A graph from a snapshot (see dense_snapshot.py)."""
+        graph = cls.__new__(cls)
+        graph.dim = saved.dim
+        graph.index = hnswlib.Index(space="ip", dim=saved.dim)
+        graph.index.load_index(str(saved.path))
+        graph.index.set_ef(EF_SEARCH)
+        graph.live = set(saved.live.tolist())
+        graph.marked = set(saved.marked.tolist())
+        return graph
 
     def add(self, seqs: Sequence[int], vectors: np.ndarray) -> None:
         """Insert or replace (a marked label comes back with its new vector)."""
@@ -103,8 +125,10 @@ class _Graph:
 class DenseMirror:
     """See the module docstring. Thread-safe; one per store (per process)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, directory: Path | None = None) -> None:
         self._engine = engine
+        self._directory = directory  # where snapshots go (None: never saved)
+        self._snapshot_head = 0  # log id of the last snapshot saved or loaded
         self._lock = threading.Lock()  # the graphs and maps
         self._apply_lock = threading.Lock()  # one thread applies the log at a time
         self._graphs: dict[str, _Graph] = {}
@@ -136,7 +160,11 @@ class DenseMirror:
             labels, scores = found
             ids = self._ids
             return [
-                [(ids[int(s)], float(c)) for s, c in zip(row, cos, strict=True)]
+                [
+                    (rid, float(c))
+                    for s, c in zip(row, cos, strict=True)
+                    if (rid := ids.get(int(s))) is not None
+                ]
                 for row, cos in zip(labels, scores, strict=True)
             ]
 
@@ -200,32 +228,99 @@ class DenseMirror:
                 self._state = "new"
 
     def _build(self, conn: Any) -> None:
+        """From the newest snapshot and the log after it, else from the records (and then a
+        snapshot of the result, for the next process)."""
         head = _head(conn)
         raw = conn.connection.dbapi_connection  # plain tuples: ~10x faster than Row objects
-        rows = raw.execute(
-            f"SELECT seq, id, namespace, embedding FROM memory WHERE {_LIVE_SQL}"
-        ).fetchall()
-        by_ns: dict[str, list[tuple[int, str, bytes]]] = {}
-        for seq, rid, ns, blob in rows:
-            by_ns.setdefault(ns, []).append((seq, rid, blob))
+        store_id = _store_id(raw)
+        saved = None
+        if self._directory is not None and store_id:
+            saved = dense_snapshot.newest(
+                self._directory, store_id, head, lambda at: _record_at(raw, at)
+            )
+        if saved is not None:
+            try:
+                self._load(raw, *saved)
+            except Exception as exc:  # a damaged file: build from the records instead
+                log.info("dense mirror snapshot not loaded: %s", exc)
+                saved = None
+        if saved is None:
+            built = self._from_records(raw)
+            with self._lock:
+                self._graphs, self._ids, self._where, self._unusable = built
+                self._seen = head
+        self._apply(conn, head)
+        if saved is None:
+            self._save_if_worth(raw, store_id, always=True)
+        with self._lock:
+            self._state = "ready"
+
+    def _load(self, raw: Any, head: int, saved: dict[str, SavedGraph]) -> None:
+        graphs = {ns: _Graph.load(entry) for ns, entry in saved.items()}
+        where = {seq: ns for ns, graph in graphs.items() for seq in graph.live}
+        ids = dict(raw.execute(f"SELECT seq, id FROM memory WHERE {_LIVE_SQL}").fetchall())
+        with self._lock:
+            self._graphs, self._ids, self._where, self._unusable = graphs, ids, where, set()
+            self._seen = self._snapshot_head = head
+
+    def _from_records(
+        self, raw: Any
+    ) -> tuple[dict[str, _Graph], dict[int, str], dict[int, str], set[str]]:
+        """Graphs of every live record, read in chunks (a 100k store's vectors are 150 MB)."""
+        sizes = dict(
+            raw.execute(
+                f"SELECT namespace, count(*) FROM memory WHERE {_LIVE_SQL} GROUP BY namespace"
+            ).fetchall()
+        )
         graphs: dict[str, _Graph] = {}
         ids: dict[int, str] = {}
         where: dict[int, str] = {}
         unusable: set[str] = set()
-        for ns, group in by_ns.items():
-            vectors = _matrix([blob for _, _, blob in group])
-            if vectors is None:
-                unusable.add(ns)
-                continue
-            graph = graphs[ns] = _Graph(vectors.shape[1], len(group))
-            graph.add([seq for seq, _, _ in group], vectors)
-            for seq, rid, _ in group:
-                ids[seq] = rid
-                where[seq] = ns
+        cursor = raw.execute(f"SELECT seq, id, namespace, embedding FROM memory WHERE {_LIVE_SQL}")
+        while rows := cursor.fetchmany(_BUILD_CHUNK):
+            by_ns: dict[str, list[tuple[int, str, bytes]]] = {}
+            for seq, rid, ns, blob in rows:
+                by_ns.setdefault(ns, []).append((seq, rid, blob))
+            for ns, group in by_ns.items():
+                vectors = None if ns in unusable else _matrix([blob for _, _, blob in group])
+                graph = graphs.get(ns)
+                if vectors is None or (graph is not None and graph.dim != vectors.shape[1]):
+                    unusable.add(ns)
+                    graphs.pop(ns, None)
+                    continue
+                if graph is None:
+                    graph = graphs[ns] = _Graph(vectors.shape[1], sizes.get(ns, len(group)))
+                graph.add([seq for seq, _, _ in group], vectors)
+                for seq, rid, _ in group:
+                    ids[seq] = rid
+                    where[seq] = ns
+        for seq in [seq for seq, ns in where.items() if ns in unusable]:
+            del where[seq], ids[seq]
+        return graphs, ids, where, unusable
+
+    def _save_if_worth(self, raw: Any, store_id: str | None, *, always: bool = False) -> None:
+        """Snapshot the graphs if the mirror is big enough and (unless `always`) enough has
+        changed since the last snapshot. Failures only cost the next process a build."""
+        if self._directory is None or not store_id:
+            return
         with self._lock:
-            self._graphs, self._ids, self._where, self._unusable = graphs, ids, where, unusable
-            self._seen = head
-            self._state = "ready"
+            if sum(len(g.live) for g in self._graphs.values()) < SNAPSHOT_MIN_ROWS:
+                return
+            if not always and self._seen - self._snapshot_head < SNAPSHOT_AFTER:
+                return
+            if self._unusable:
+                return  # a snapshot would lose those namespaces' state
+            try:
+                dense_snapshot.save(
+                    self._directory,
+                    store_id,
+                    self._seen,
+                    _record_at(raw, self._seen),
+                    {ns: (g.index, g.dim, g.live, g.marked) for ns, g in self._graphs.items()},
+                )
+                self._snapshot_head = self._seen
+            except OSError as exc:
+                log.warning("dense mirror snapshot not saved in %s: %s", self._directory, exc)
 
     def _catch_up_in_background(self) -> None:
         with self._lock:
@@ -279,7 +374,7 @@ class DenseMirror:
         ns = self._where.pop(seq, None)
         if ns is not None:
             self._graphs[ns].remove(seq)
-            del self._ids[seq]
+        self._ids.pop(seq, None)
 
     def _add(self, live: dict[int, tuple[str, str, bytes]]) -> None:
         by_ns: dict[str, list[int]] = {}
@@ -303,11 +398,37 @@ class DenseMirror:
                 self._graphs[ns] = _rebuilt(graph)
 
     def close(self) -> None:
+        """Save a snapshot if much changed since the last one (see `_save_if_worth`)."""
+        with self._lock:
+            ready = self._state == "ready"
+        if ready:
+            try:
+                with self._engine.connect() as conn:
+                    raw = conn.connection.dbapi_connection
+                    self._save_if_worth(raw, _store_id(raw))
+            except Exception as exc:  # closing must not fail over a cache
+                log.info("dense mirror snapshot skipped at close: %s", exc)
         with self._lock:
             self._graphs = {}
             self._ids = {}
             self._where = {}
             self._state = "closed"
+
+
+def _store_id(raw: Any) -> str | None:
+    row = raw.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+    return row[0] if row else None
+
+
+def _record_at(raw: Any, head: int) -> str:
+    """The id of the record the log names at `head` ('' if none or gone): with the store id,
+    what tells a snapshot of this history from one of a restored backup's (same store id, same
+    log ids and seqs, other records)."""
+    row = raw.execute(
+        "SELECT m.id FROM memory_vector_log AS l JOIN memory AS m ON m.seq = l.seq WHERE l.id = ?",
+        (head,),
+    ).fetchone()
+    return str(row[0]) if row else ""
 
 
 def _head(conn: Any) -> int:

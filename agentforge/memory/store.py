@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,7 +103,10 @@ class SQLStore:
         if not is_sqlite(engine):
             return cls(engine)
         file_backed = engine.url.database not in (None, "", ":memory:")
-        mirror = DenseMirror(engine) if dense_mirror and file_backed and available() else None
+        mirror = None
+        if dense_mirror and file_backed and available():
+            db = Path(str(engine.url.database))
+            mirror = DenseMirror(engine, db.parent / "dense-mirror" / db.name)
         return cls(engine, KeywordIndex(engine), mirror)
 
     @property

@@ -255,3 +255,115 @@ def test_in_memory_stores_and_the_setting_turn_it_off(db: Path) -> None:
     assert SQLStore.from_url("sqlite://")._dense_mirror is None
     assert SQLStore.from_url(f"sqlite:///{db}", dense_mirror=False)._dense_mirror is None
     assert SQLStore.from_url(f"sqlite:///{db}")._dense_mirror is not None
+
+
+# --- snapshots ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dense_mirror, "SNAPSHOT_MIN_ROWS", 10)
+    monkeypatch.setattr(dense_mirror, "SNAPSHOT_AFTER", 5)
+
+
+def snapshots(db: Path) -> list[Path]:
+    root = db.parent / "dense-mirror" / db.name
+    return sorted(root.glob("snapshot-*")) if root.is_dir() else []
+
+
+def no_build_from_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        dense_mirror.DenseMirror,
+        "_from_records",
+        lambda self, raw: pytest.fail("built from the records instead of the snapshot"),
+    )
+
+
+def test_a_build_leaves_a_snapshot_the_next_process_loads_and_brings_up_to_date(
+    db: Path, small_snapshots: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = open_memory(db)
+    first.retain(FACTS[:30])
+    mirror_search(first, "key")  # brings the mirror up to date (close saves what it holds)
+    first.close()
+    assert len(snapshots(db)) == 1
+    writer = open_memory(db)
+    writer.c.store._dense_mirror = None  # this one only writes, after the snapshot
+    later = writer.retain(FACTS[30:]).ids
+    writer.forget(later[:2])
+    writer.close()
+    no_build_from_records(monkeypatch)
+    second = open_memory(db)
+    try:
+        hits = check(db, mirror_search(second, "blue laptop", k=20), "blue laptop", k=20)
+        assert set(hits) & set(later[2:]) and not set(hits) & set(later[:2])
+    finally:
+        second.close()
+
+
+def test_a_snapshot_of_another_history_or_a_damaged_one_is_not_used(
+    db: Path, tmp_path: Path, small_snapshots: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds = []
+    from_records = dense_mirror.DenseMirror._from_records
+
+    def counted(self, raw):
+        builds.append(1)
+        return from_records(self, raw)
+
+    monkeypatch.setattr(dense_mirror.DenseMirror, "_from_records", counted)
+    m = open_memory(db)
+    m.retain(FACTS[:30])
+    backup = tmp_path / "backup.db"
+    with sqlite3.connect(db) as src, sqlite3.connect(backup) as dst:
+        src.backup(dst)  # the same store id and log so far
+    m.retain(FACTS[30:])
+    mirror_search(m, "key")
+    m.close()
+    (saved,) = snapshots(db)  # of a history the backup never saw
+    restored = open_memory(backup)
+    restored.c.store._dense_mirror = None
+    restored.retain([f"restored note {i}" for i in range(40)])  # its log passes the snapshot's
+    restored.close()
+    backup.replace(db)  # the backup restored in place
+    for suffix in ("-wal", "-shm"):
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
+    builds.clear()
+    again = open_memory(db)
+    try:  # the log reaches the snapshot's head, but names another row there: rebuilt
+        check(db, mirror_search(again, "restored note 7", k=15), "restored note 7", k=15)
+        assert builds == [1]
+    finally:
+        again.close()
+    (rebuilt,) = snapshots(db)  # the rebuild's own snapshot replaced the stranger's
+    assert rebuilt != saved and not saved.exists()
+    for path in snapshots(db):
+        (path / "graph-0.bin").write_bytes(b"not an index")
+    builds.clear()
+    damaged = open_memory(db)
+    try:
+        check(db, mirror_search(damaged, "green key", k=15), "green key", k=15)
+        assert builds == [1]
+    finally:
+        damaged.close()
+
+
+def test_close_saves_only_after_enough_changes_and_keeps_the_newest(
+    db: Path, small_snapshots: None
+) -> None:
+    m = open_memory(db)
+    m.retain(FACTS[:20])
+    mirror_search(m, "key")
+    m.close()
+    (first,) = snapshots(db)
+    m = open_memory(db)
+    m.retain(FACTS[20:22])  # 2 log entries: below SNAPSHOT_AFTER
+    mirror_search(m, "key")
+    m.close()
+    assert snapshots(db) == [first]
+    m = open_memory(db)
+    m.retain(FACTS[22:])
+    mirror_search(m, "key")
+    m.close()
+    (newer,) = snapshots(db)
+    assert newer != first and not first.exists()
