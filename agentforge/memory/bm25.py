@@ -9,13 +9,14 @@ index gives the same scores in about a millisecond:
 - the same formula as SQLite's `fts5_aux.c` (k1 = 1.2, b = 0.75, idf floored at 1e-6, per-column
   weights, document length over all columns) and the same statistics (every row of the table,
   whatever its namespace or status);
-- the same filters: namespace, status, levels and kinds are checked in SQL on the best rows.
+- the same filters: namespace, status, levels and kinds, from per-row arrays (bm25_rows.py).
 
-Freshness: triggers log the `seq` of every row inserted, deleted or changed in an indexed column
-(`memory_fts_log`, see `db.py`), in the writer's own transaction. Before each search the index
-applies the entries it has not seen, read in the caller's transaction, so a search is exact for
-that snapshot, writes of other processes included. A row's postings carry the generation of the
-version they came from; a change bumps the row's generation instead of deleting postings.
+Freshness: triggers log the `seq` of every row inserted, deleted or changed in an indexed or a
+filtered column (`memory_fts_log`, see `db.py`), in the writer's own transaction. Before each
+search the index applies the entries it has not seen, read in the caller's transaction, so a
+search is exact for that snapshot, writes of other processes included. A row's postings carry
+the generation of the version they came from; a change bumps the row's generation instead of
+deleting postings.
 
 The index answers only when it can do so cheaply: until its first build is done (in a background
 thread for big stores) or when many entries are waiting (a catch-up thread applies them), `search`
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
+from agentforge.memory.bm25_rows import ROW_COLUMNS, RowFilter
 from agentforge.memory.keyword import COLUMN_WEIGHTS, FTS_COLUMNS, TOKENIZE, query_terms
 
 K1 = 1.2
@@ -121,8 +123,11 @@ class KeywordIndex:
         self._lock = threading.Lock()  # the arrays and counters
         self._apply_lock = threading.Lock()  # one thread applies the log at a time
         self._postings: dict[str, _Postings] = {}
+        self._filter = RowFilter()  # what the filters read of each row
         self._gen = np.zeros(1024, np.int64)  # current generation of each seq
         self._length = np.zeros(1024, np.float64)  # tokens of each indexed seq, 0 if none
+        self._acc = np.zeros(0, np.float64)  # scratch for `_scores`: zero between searches
+        self._seen_row = np.zeros(0, bool)  # scratch for `_scores`: False between searches
         self._rows = 0
         self._tokens = 0.0
         self._seen = 0  # last applied memory_fts_log id
@@ -149,9 +154,9 @@ class KeywordIndex:
             return None  # a word FTS5 splits or drops: let FTS5 parse it
         with self._lock:
             scores = self._scores([s for s in stems if s is not None])
-        if scores is None:
-            return []
-        return _filtered(conn, scores, namespace, n, levels, kinds)
+            if scores is None:
+                return []
+            return self._filter.best(*scores, namespace, n, levels, kinds)
 
     def warm(self, conn: Any, timeout: float = 120.0) -> bool:
         """Build (or finish building) the index now and bring it up to date, so the next
@@ -187,33 +192,44 @@ class KeywordIndex:
         return False
 
     def _scores(self, stems: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
-        """(seqs, scores) of every live row matching a stem; one phrase per stem, as FTS5."""
+        """(seqs, scores) of every live row matching a stem; one phrase per stem, as FTS5.
+        Summed in scratch arrays touched only where a stem matches (lock held): no pass over
+        every row per stem."""
         if self._rows == 0:
             return None
-        avgdl = self._tokens / self._rows
-        total = np.zeros(len(self._gen), np.float64)
-        matched = False
-        for stem in stems:
-            postings = self._postings.get(stem)
-            if postings is None:
-                continue
-            docs, freq, gens = postings.arrays()
-            live = gens == self._gen[docs]
-            docs, freq = docs[live], freq[live]
-            if not len(docs):
-                continue
-            idf = math.log((self._rows - len(docs) + 0.5) / (len(docs) + 0.5))
-            norm = K1 * (1 - B + B * self._length[docs] / avgdl)
-            total += np.bincount(
-                docs,
-                weights=max(idf, IDF_FLOOR) * freq * (K1 + 1) / (freq + norm),
-                minlength=len(total),
-            )
-            matched = True
-        if not matched:
+        if len(self._acc) < len(self._gen):
+            self._acc = np.zeros(len(self._gen), np.float64)
+            self._seen_row = np.zeros(len(self._gen), bool)
+        acc, seen = self._acc, self._seen_row
+        parts: list[np.ndarray] = []
+        try:
+            avgdl = self._tokens / self._rows
+            for stem in stems:
+                postings = self._postings.get(stem)
+                if postings is None:
+                    continue
+                docs, freq, gens = postings.arrays()
+                live = gens == self._gen[docs]
+                docs, freq = docs[live], freq[live]  # one posting per row: the live version's
+                if not len(docs):
+                    continue
+                idf = math.log((self._rows - len(docs) + 0.5) / (len(docs) + 0.5))
+                norm = K1 * (1 - B + B * self._length[docs] / avgdl)
+                acc[docs] += max(idf, IDF_FLOOR) * freq * (K1 + 1) / (freq + norm)
+                new = docs[~seen[docs]]
+                seen[new] = True
+                parts.append(new)
+        except BaseException:  # keep the scratch arrays zero for the next search
+            acc[:] = 0.0
+            seen[:] = False
+            raise
+        if not parts:
             return None
-        seqs = np.flatnonzero(total)
-        return seqs, total[seqs]
+        seqs = np.concatenate(parts)
+        scores = acc[seqs]  # a copy (fancy indexing)
+        acc[seqs] = 0.0
+        seen[seqs] = False
+        return seqs, scores
 
     # --- building and applying the log --------------------------------------------------------
 
@@ -256,7 +272,10 @@ class KeywordIndex:
         tokens = raw.execute(f"SELECT doc, {weight} FROM temp.memory_fts_instance").fetchall()
         docs_w = np.array(tokens, dtype=np.float64).reshape(-1, 2)
         postings, length = _postings_from_runs(terms, docs_w[:, 0].astype(np.int64), docs_w[:, 1])
+        rows = RowFilter()
+        rows.set_rows(raw.execute(f"SELECT {ROW_COLUMNS} FROM memory"))
         with self._lock:
+            self._filter = rows
             self._grow(len(length))
             self._length[: len(length)] = length
             self._rows = int(np.count_nonzero(length))
@@ -299,15 +318,19 @@ class KeywordIndex:
                 )
             ]
             cols = ", ".join(FTS_COLUMNS)
+            meta = len(ROW_COLUMNS.split(","))
             for chunk in _chunks(seqs, 4096):
                 rows = conn.exec_driver_sql(
-                    f"SELECT seq, {cols} FROM memory WHERE seq IN ({','.join('?' * len(chunk))})",
+                    f"SELECT {ROW_COLUMNS}, {cols} FROM memory "
+                    f"WHERE seq IN ({','.join('?' * len(chunk))})",
                     tuple(chunk),
                 ).fetchall()
-                instances = self._tokenizer.instances([tuple(r) for r in rows])
+                instances = self._tokenizer.instances([(r[0], *r[meta:]) for r in rows])
                 with self._lock:
                     for seq in chunk:
                         self._drop(seq)
+                        self._filter.clear(seq)
+                    self._filter.set_rows(r[:meta] for r in rows)
                     self._add(instances, generation_of=lambda seq: int(self._gen[seq]))
             with self._lock:
                 self._seen = head
@@ -394,59 +417,3 @@ def _postings_from_runs(
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
-
-
-def _filtered(
-    conn: Any,
-    scored: tuple[np.ndarray, np.ndarray] | None,
-    namespace: str,
-    n: int,
-    levels: Sequence[str] | None,
-    kinds: Sequence[str] | None,
-) -> list[tuple[str, float]]:
-    """The best `n` of the scored rows that pass the filters: rows are checked in SQL best
-    first, in growing slices, until `n` pass or none are left."""
-    if scored is None or n <= 0:
-        return []
-    seqs, scores = scored
-    # unary + keeps SQLite from scanning the namespace index instead of looking rows up by seq
-    where = "+namespace = ? AND +status = 'active'"
-    params: list[Any] = [namespace]
-    if levels:
-        where += f" AND +level IN ({','.join('?' * len(levels))})"
-        params += list(levels)
-    if kinds:
-        where += f" AND +kind IN ({','.join('?' * len(kinds))})"
-        params += list(kinds)
-    out: list[tuple[str, float]] = []
-    checked: set[int] = set()
-    k = 2 * n + 16  # a few spare rows for the filters; more only when they reject many
-    while len(out) < n:
-        batch = [
-            (seq, i)
-            for i in _best_first(seqs, scores, k)
-            if (seq := int(seqs[i])) not in checked
-        ]
-        if not batch:
-            break
-        marks = ",".join("?" * len(batch))
-        ids = dict(
-            conn.exec_driver_sql(
-                f"SELECT seq, id FROM memory WHERE seq IN ({marks}) AND {where}",
-                (*(seq for seq, _ in batch), *params),
-            ).fetchall()
-        )
-        out += [(ids[seq], float(scores[i])) for seq, i in batch if seq in ids]
-        checked.update(seq for seq, _ in batch)
-        if k >= len(scores):
-            break
-        k *= 4
-    return out[:n]
-
-
-def _best_first(seqs: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the `k` best scores, best first, ties by seq (a full sort only when needed)."""
-    if k < len(scores):
-        top = np.argpartition(-scores, k)[:k]
-        return top[np.lexsort((seqs[top], -scores[top]))]
-    return np.lexsort((seqs, -scores))

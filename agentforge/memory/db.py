@@ -42,6 +42,9 @@ _FTS_DDL = (
     "INSERT INTO memory_fts_log(seq) VALUES (old.seq); END",
     "CREATE TRIGGER IF NOT EXISTS memory_fts_log_au AFTER UPDATE OF title, content, tags "
     "ON memory BEGIN INSERT INTO memory_fts_log(seq) VALUES (old.seq); END",
+    # ... and rows whose filtered columns changed (its filters read them in-process too)
+    "CREATE TRIGGER IF NOT EXISTS memory_fts_log_filters_au AFTER UPDATE OF namespace, status, "
+    "level, kind ON memory BEGIN INSERT INTO memory_fts_log(seq) VALUES (old.seq); END",
     # rows whose vector, liveness or namespace changed, in the writer's transaction: what the
     # in-process dense mirror (memory/dense_mirror.py) re-reads to stay exact
     "CREATE TABLE IF NOT EXISTS memory_vector_log (id INTEGER PRIMARY KEY AUTOINCREMENT, "

@@ -122,6 +122,32 @@ def test_stays_exact_through_inserts_changes_forgetting_and_other_writers(tmp_pa
     memory.close()
 
 
+def test_filters_follow_namespace_level_and_kind_changes(tmp_path: Path) -> None:
+    """The filters read per-row arrays in-process: a row moved to another namespace, level or
+    kind (here by another connection, in raw SQL) is filtered by its new values at once."""
+    import sqlite3
+
+    path = tmp_path / "m.db"
+    memory = _memory(path)
+    _fill(memory, _texts(300, 8))
+    _fill(memory, _texts(100, 9), namespace="other")
+    store = memory.c.store
+    _assert_same(*_both(store, "export invoices"))  # built now
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE memory SET namespace = 'other' WHERE seq % 7 = 0")
+        conn.execute("UPDATE memory SET kind = 'moved' WHERE seq % 5 = 0")
+        conn.execute("UPDATE memory SET level = 'insight' WHERE seq % 3 = 0")
+        conn.execute("UPDATE memory SET status = 'superseded' WHERE seq % 11 = 0")
+    for q in _queries(10)[:15]:
+        _assert_same(*_both(store, q))
+        _assert_same(*_both(store, q, namespace="other"))
+        _assert_same(*_both(store, q, kinds=["moved"]))
+        _assert_same(*_both(store, q, kinds=["k1", "moved"], levels=["insight"]))
+        _assert_same(*_both(store, q, levels=["insight"], namespace="other"))
+    assert _both(store, "export", namespace="nowhere") == ([], [])
+    memory.close()
+
+
 def test_sql_answers_until_the_background_build_is_done(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
