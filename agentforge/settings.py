@@ -11,10 +11,11 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EmbedderName = Literal["onnx", "hub", "litellm", "hash"]
+_BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
 def default_home() -> Path:
@@ -54,10 +55,12 @@ class Settings(BaseSettings):
         description="Run the 'onnx'/'hub' embedder as an int8 copy built once in cache_dir "
         "(about 2x faster); the source model is used if that copy is unavailable.",
     )
-    dense_mirror: bool = Field(
-        default=True,
+    dense_mirror: Literal["on", "snapshot", "off"] = Field(
+        default="on",
         description="Answer recall's dense queries on SQLite from an in-process HNSW mirror of "
-        "the stored vectors (exact for each read's snapshot); the vector index answers when off.",
+        "the stored vectors (exact for each read's snapshot): 'on' builds it when no snapshot "
+        "exists, 'snapshot' only loads one (what short CLI commands use), 'off' leaves every "
+        "query to the vector index. Booleans mean 'on' / 'off'.",
     )
     cache_dir: Path = Field(
         default_factory=default_cache_dir,
@@ -71,6 +74,16 @@ class Settings(BaseSettings):
     model_timeout: float = Field(
         default=60.0, gt=0, description="Seconds one model call may take (slow local models)."
     )
+
+    @field_validator("dense_mirror", mode="before")
+    @classmethod
+    def _mirror_mode(cls, value: object) -> object:
+        """Booleans (and their environment spellings) as the modes they mean."""
+        if isinstance(value, str):
+            value = _BOOLEANS.get(value.strip().lower(), value)
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return value
 
     def resolved_home(self) -> Path:
         home = self.home.expanduser()

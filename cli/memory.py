@@ -75,7 +75,10 @@ def open_memory(ctx: typer.Context) -> Iterator[Memory]:
     """The memory the settings name (AGENTFORGE_HOME, --home, …), closed afterwards."""
     from agentforge.memory.engine import Memory
 
-    memory = Memory.from_settings(load_settings(ctx))
+    settings = load_settings(ctx)
+    if "dense_mirror" not in settings.model_fields_set:  # one command: use a snapshot, build none
+        settings = settings.model_copy(update={"dense_mirror": "snapshot"})
+    memory = Memory.from_settings(settings)
     try:
         yield memory
     finally:

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy import Engine
@@ -55,6 +55,7 @@ SNAPSHOT_MIN_ROWS = 5_000  # smaller mirrors build faster than a snapshot is wor
 SNAPSHOT_AFTER = 2_000  # log entries applied since the last snapshot that make close() save one
 
 Hits = list[list[tuple[str, float]]]
+DenseMirrorMode = Literal["on", "snapshot", "off"]
 
 
 def available() -> bool:
@@ -125,9 +126,14 @@ class _Graph:
 class DenseMirror:
     """See the module docstring. Thread-safe; one per store (per process)."""
 
-    def __init__(self, engine: Engine, directory: Path | None = None) -> None:
+    def __init__(
+        self, engine: Engine, directory: Path | None = None, *, build: bool = True
+    ) -> None:
         self._engine = engine
         self._directory = directory  # where snapshots go (None: never saved)
+        # False: only load a snapshot, never build from the records (a short-lived process
+        # would pay a build it does not live to use)
+        self._may_build = build
         self._snapshot_head = 0  # log id of the last snapshot saved or loaded
         self._lock = threading.Lock()  # the graphs and maps
         self._apply_lock = threading.Lock()  # one thread applies the log at a time
@@ -136,7 +142,9 @@ class DenseMirror:
         self._where: dict[int, str] = {}  # seq -> namespace of the graph that holds it
         self._unusable: set[str] = set()  # namespaces whose vectors disagree in dimension
         self._seen = 0  # last applied memory_vector_log id
-        self._state = "new"  # new → building → ready; "catching-up" while a thread applies
+        # new → building → ready ("catching-up" while a thread applies the log); "off" when
+        # there is no snapshot and it may not build
+        self._state = "new"
 
     # --- search -------------------------------------------------------------------------------
 
@@ -170,7 +178,7 @@ class DenseMirror:
 
     def warm(self, conn: Any, timeout: float = 300.0) -> bool:
         """Build the mirror now (or wait for the build under way) and bring it up to date: what
-        a long-lived process calls once at start. False on timeout."""
+        a long-lived process calls once at start. False on timeout or when it may not build."""
         self._start(conn, background=False)
         deadline = time.monotonic() + timeout
         while True:
@@ -179,7 +187,7 @@ class DenseMirror:
             if state == "ready":
                 self._apply(conn, _head(conn))
                 return True
-            if time.monotonic() > deadline:
+            if state == "off" or time.monotonic() > deadline:
                 return False
             time.sleep(0.01)
 
@@ -208,7 +216,7 @@ class DenseMirror:
                 return self._state
             self._state = "building"
         rows = conn.exec_driver_sql("SELECT max(seq) FROM memory").scalar() or 0
-        if background and rows > BACKGROUND_BUILD_ROWS:
+        if background and self._may_build and rows > BACKGROUND_BUILD_ROWS:
             threading.Thread(target=self._build_own, name="dense-mirror", daemon=True).start()
         else:
             try:
@@ -244,6 +252,10 @@ class DenseMirror:
             except Exception as exc:  # a damaged file: build from the records instead
                 log.info("dense mirror snapshot not loaded: %s", exc)
                 saved = None
+        if saved is None and not self._may_build:
+            with self._lock:
+                self._state = "off"
+            return
         if saved is None:
             built = self._from_records(raw)
             with self._lock:

@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from agentforge.errors import MemoryStoreError, NotFoundError
 from agentforge.memory.bm25 import KeywordIndex
 from agentforge.memory.db import is_sqlite, make_engine
-from agentforge.memory.dense_mirror import DenseMirror, available
+from agentforge.memory.dense_mirror import DenseMirror, DenseMirrorMode, available
 from agentforge.memory.keyword import keyword_search
 from agentforge.memory.recall_log_write import write_recall_log
 from agentforge.memory.records import (
@@ -96,17 +96,19 @@ class SQLStore:
         self.view_cache = ViewCache() if file_backed else None
 
     @classmethod
-    def from_url(cls, url: str, *, dense_mirror: bool = True) -> SQLStore:
+    def from_url(cls, url: str, *, dense_mirror: DenseMirrorMode = "on") -> SQLStore:
         """The store at `url`; on SQLite with the in-process BM25 index (memory/bm25.py) and,
-        in a database file, the dense mirror (memory/dense_mirror.py) unless turned off."""
+        in a database file, the dense mirror (memory/dense_mirror.py): "on" builds it when no
+        snapshot exists, "snapshot" only loads one, "off" has none."""
         engine = make_engine(url)
         if not is_sqlite(engine):
             return cls(engine)
         file_backed = engine.url.database not in (None, "", ":memory:")
         mirror = None
-        if dense_mirror and file_backed and available():
+        if dense_mirror != "off" and file_backed and available():
             db = Path(str(engine.url.database))
-            mirror = DenseMirror(engine, db.parent / "dense-mirror" / db.name)
+            directory = db.parent / "dense-mirror" / db.name
+            mirror = DenseMirror(engine, directory, build=dense_mirror == "on")
         return cls(engine, KeywordIndex(engine), mirror)
 
     @property

@@ -368,3 +368,27 @@ def test_check_json_ok(cli) -> None:
     repaired = as_json(cli("memory", "check", "--repair", "--json"))
     assert repaired["ok"] is True and repaired["fixed"] == 0
     assert "ok" in cli("memory", "check").stdout
+
+
+def test_memory_commands_load_a_dense_mirror_snapshot_but_build_none(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One command lives too short to use a mirror it builds: it only loads a snapshot, unless
+    AGENTFORGE_DENSE_MIRROR says otherwise."""
+    from agentforge.memory.engine import Memory
+
+    modes: list[str] = []
+    real = Memory.from_settings.__func__  # type: ignore[attr-defined]
+
+    def spy(cls, settings=None):
+        modes.append(settings.dense_mirror)
+        return real(cls, settings)
+
+    monkeypatch.setattr(Memory, "from_settings", classmethod(spy))
+    cli("memory", "retain", "the staging login is admin")
+    cli("memory", "recall", "staging login")
+    assert modes == ["snapshot", "snapshot"]
+    runner = CliRunner()
+    env = {**env_for(tmp_path / "home"), "AGENTFORGE_DENSE_MIRROR": "on"}
+    assert runner.invoke(app, ["memory", "recall", "staging login"], env=env).exit_code == 0
+    assert modes[-1] == "on"

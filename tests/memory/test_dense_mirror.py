@@ -111,7 +111,7 @@ def test_recall_through_the_mirror_equals_recall_through_chroma(tmp_path: Path) 
     finally:
         m.close()
     plain = Memory(
-        SQLStore.from_url(url, dense_mirror=False),
+        SQLStore.from_url(url, dense_mirror="off"),
         ChromaVectorIndex.persistent(tmp_path / "c"),
         embedder,
     )
@@ -253,7 +253,7 @@ def test_near_duplicates_are_found_through_the_mirror(memory: Memory) -> None:
 
 def test_in_memory_stores_and_the_setting_turn_it_off(db: Path) -> None:
     assert SQLStore.from_url("sqlite://")._dense_mirror is None
-    assert SQLStore.from_url(f"sqlite:///{db}", dense_mirror=False)._dense_mirror is None
+    assert SQLStore.from_url(f"sqlite:///{db}", dense_mirror="off")._dense_mirror is None
     assert SQLStore.from_url(f"sqlite:///{db}")._dense_mirror is not None
 
 
@@ -367,3 +367,44 @@ def test_close_saves_only_after_enough_changes_and_keeps_the_newest(
     m.close()
     (newer,) = snapshots(db)
     assert newer != first and not first.exists()
+
+
+def test_snapshot_mode_loads_a_snapshot_but_never_builds(
+    db: Path, small_snapshots: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What short CLI commands use: no snapshot, no mirror (the index answers); with one, the
+    mirror as usual."""
+    m = Memory(
+        SQLStore.from_url(f"sqlite:///{db}", dense_mirror="snapshot"), NumpyVectorIndex(), EMBEDDER
+    )
+    m.retain(FACTS)
+    assert mirror_search(m, "red key") is None
+    assert m.c.store._dense_mirror._state == "off" and not m.c.store.warm_dense_mirror()
+    assert m.recall("red key", k=3).hits  # the vector index answered
+    m.close()
+    assert snapshots(db) == []
+    builder = open_memory(db)
+    mirror_search(builder, "red key")
+    builder.close()
+    assert len(snapshots(db)) == 1
+    no_build_from_records(monkeypatch)
+    m = Memory(
+        SQLStore.from_url(f"sqlite:///{db}", dense_mirror="snapshot"), NumpyVectorIndex(), EMBEDDER
+    )
+    try:
+        check(db, mirror_search(m, "red key"), "red key")
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [("on", "on"), ("snapshot", "snapshot"), ("off", "off"), ("1", "on"), ("false", "off")],
+)
+def test_the_setting_takes_modes_and_booleans(
+    value: str, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentforge.settings import Settings
+
+    monkeypatch.setenv("AGENTFORGE_DENSE_MIRROR", value)
+    assert Settings().dense_mirror == mode
