@@ -11,11 +11,10 @@ index gives the same scores in about a millisecond:
   whatever its namespace or status);
 - the same filters: namespace, status, levels and kinds, from per-row arrays (bm25_rows.py).
 
-Freshness: triggers log the `seq` of every row inserted, deleted or changed in an indexed or a
-filtered column (`memory_fts_log`, see `db.py`), in the writer's own transaction. Before each
-search the index applies the entries it has not seen, read in the caller's transaction, so a
-search is exact for that snapshot, writes of other processes included. A row's postings carry
-the generation of the version they came from; a change bumps the row's generation instead of
+Freshness (memory/log_follower.py): triggers log the `seq` of every row inserted, deleted or
+changed in an indexed or a filtered column (`memory_fts_log`, see `db.py`), and each search first
+applies the entries it has not seen, in the caller's snapshot. A row's postings carry the
+generation of the version they came from; a change bumps the row's generation instead of
 deleting postings.
 
 The index answers only when it can do so cheaply: until its first build is done (in a background
@@ -28,7 +27,6 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,12 +36,11 @@ from sqlalchemy import Engine
 
 from agentforge.memory.bm25_rows import ROW_COLUMNS, RowFilter
 from agentforge.memory.keyword import COLUMN_WEIGHTS, FTS_COLUMNS, TOKENIZE, query_terms
+from agentforge.memory.log_follower import LogFollower
 
 K1 = 1.2
 B = 0.75
 IDF_FLOOR = 1e-6
-SYNC_LIMIT = 2048  # log entries applied inside a search; more are left to the catch-up thread
-BACKGROUND_BUILD_ROWS = 20_000  # stores with more rows are first indexed in a background thread
 _WEIGHT = dict(zip(FTS_COLUMNS, COLUMN_WEIGHTS, strict=True))
 _STEM_CACHE_MAX = 50_000
 
@@ -114,14 +111,15 @@ class _Postings:
             self.docs, self.freq, self.gens = docs[live], freq[live], gens[live]
 
 
-class KeywordIndex:
+class KeywordIndex(LogFollower):
     """See the module docstring. Thread-safe; one per store (per process)."""
 
+    log_table = "memory_fts_log"
+    background_rows = 20_000
+
     def __init__(self, engine: Engine, tokenizer: Tokenizer | None = None) -> None:
-        self._engine = engine
+        super().__init__(engine)
         self._tokenizer = tokenizer or Tokenizer()
-        self._lock = threading.Lock()  # the arrays and counters
-        self._apply_lock = threading.Lock()  # one thread applies the log at a time
         self._postings: dict[str, _Postings] = {}
         self._filter = RowFilter()  # what the filters read of each row
         self._gen = np.zeros(1024, np.int64)  # current generation of each seq
@@ -130,8 +128,6 @@ class KeywordIndex:
         self._seen_row = np.zeros(0, bool)  # scratch for `_scores`: False between searches
         self._rows = 0
         self._tokens = 0.0
-        self._seen = 0  # last applied memory_fts_log id
-        self._state = "new"  # new → building → ready; "catching-up" while a thread applies
         self._stale_rows = 0
 
     # --- search -------------------------------------------------------------------------------
@@ -147,7 +143,7 @@ class KeywordIndex:
     ) -> list[tuple[str, float]] | None:
         """Top `n` active rows of `namespace` by BM25 (positive, higher is better), or None when
         the caller should ask FTS5. `conn` is the caller's SQLAlchemy connection (its snapshot)."""
-        if not self._ready(conn):
+        if not self.ready(conn):
             return None
         stems = self._tokenizer.stems(query_terms(query))
         if any(s is None for s in stems):
@@ -157,39 +153,6 @@ class KeywordIndex:
             if scores is None:
                 return []
             return self._filter.best(*scores, namespace, n, levels, kinds)
-
-    def warm(self, conn: Any, timeout: float = 120.0) -> bool:
-        """Build (or finish building) the index now and bring it up to date, so the next
-        searches use it: what a long-lived process calls once at start. False on timeout."""
-        self._start(conn, background=False)
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                state = self._state
-            if state == "ready":
-                head = conn.exec_driver_sql("SELECT max(id) FROM memory_fts_log").scalar() or 0
-                self._apply(conn, head)
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-
-    def _ready(self, conn: Any) -> bool:
-        with self._lock:
-            state = self._state
-        if state == "new":
-            state = self._start(conn)
-        if state != "ready":
-            return False
-        head = conn.exec_driver_sql("SELECT max(id) FROM memory_fts_log").scalar() or 0
-        behind = head - self._seen
-        if behind <= 0:
-            return True
-        if behind <= SYNC_LIMIT:
-            self._apply(conn, head)
-            return True
-        self._catch_up_in_background()
-        return False
 
     def _scores(self, stems: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
         """(seqs, scores) of every live row matching a stem; one phrase per stem, as FTS5.
@@ -233,28 +196,9 @@ class KeywordIndex:
 
     # --- building and applying the log --------------------------------------------------------
 
-    def _start(self, conn: Any, *, background: bool = True) -> str:
-        """Build the index if nobody has: now for a small store (or `background=False`), else in
-        a thread. Returns the state it leaves."""
-        with self._lock:
-            if self._state != "new":
-                return self._state
-            self._state = "building"
-        rows = conn.exec_driver_sql("SELECT max(seq) FROM memory").scalar() or 0
+    def _builds_in_background(self, rows: int) -> bool:
         on_disk = self._engine.url.database not in (None, "", ":memory:")
-        if background and on_disk and rows > BACKGROUND_BUILD_ROWS:
-            threading.Thread(target=self._build_own, name="keyword-index", daemon=True).start()
-        else:
-            self._build(conn)
-        return self._state
-
-    def _build_own(self) -> None:
-        try:
-            with self._engine.connect() as conn:  # one read transaction: a consistent snapshot
-                self._build(conn)
-        except Exception:  # the SQL path keeps working; try again on a later search
-            with self._lock:
-                self._state = "new"
+        return on_disk and super()._builds_in_background(rows)
 
     def _build(self, conn: Any) -> None:
         """Index every row from FTS5's own index, vectorised: the instance vocabulary lists
@@ -265,7 +209,7 @@ class KeywordIndex:
                 f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.memory_fts_{kind} "
                 f"USING fts5vocab(main, memory_fts, '{kind}')"
             )
-        head = conn.exec_driver_sql("SELECT max(id) FROM memory_fts_log").scalar() or 0
+        head = self._head(conn)
         weight = " + ".join(f"(col = '{c}') * {w}" for c, w in _WEIGHT.items())
         raw = conn.connection.dbapi_connection  # plain tuples: ~10x faster than Row objects
         terms = raw.execute("SELECT term, cnt FROM temp.memory_fts_row").fetchall()
@@ -284,57 +228,25 @@ class KeywordIndex:
             self._seen = head
             self._state = "ready"
 
-    def _catch_up_in_background(self) -> None:
-        with self._lock:
-            if self._state != "ready":
-                return
-            self._state = "catching-up"
-
-        def run() -> None:
-            try:
-                with self._engine.connect() as conn:
-                    head = conn.exec_driver_sql("SELECT max(id) FROM memory_fts_log").scalar()
-                    self._apply(conn, head or 0)
-            except Exception:  # e.g. the store closed meanwhile; the SQL path still answers
-                pass
-            finally:
-                with self._lock:
-                    self._state = "ready"
-
-        threading.Thread(target=run, name="keyword-index-catch-up", daemon=True).start()
-
-    def _apply(self, conn: Any, head: int) -> None:
-        """Re-read every row logged after `_seen` up to `head` (in `conn`'s snapshot, which
-        holds those writes) and index its current version; one thread at a time."""
-        with self._apply_lock:
-            start = self._seen
-            if head <= start:
-                return  # another thread got there first
-            seqs = [
-                s
-                for (s,) in conn.exec_driver_sql(
-                    "SELECT DISTINCT seq FROM memory_fts_log WHERE id > ? AND id <= ?",
-                    (start, head),
-                )
-            ]
-            cols = ", ".join(FTS_COLUMNS)
-            meta = len(ROW_COLUMNS.split(","))
-            for chunk in _chunks(seqs, 4096):
-                rows = conn.exec_driver_sql(
-                    f"SELECT {ROW_COLUMNS}, {cols} FROM memory "
-                    f"WHERE seq IN ({','.join('?' * len(chunk))})",
-                    tuple(chunk),
-                ).fetchall()
-                instances = self._tokenizer.instances([(r[0], *r[meta:]) for r in rows])
-                with self._lock:
-                    for seq in chunk:
-                        self._drop(seq)
-                        self._filter.clear(seq)
-                    self._filter.set_rows(r[:meta] for r in rows)
-                    self._add(instances, generation_of=lambda seq: int(self._gen[seq]))
+    def _apply_rows(self, conn: Any, seqs: list[int]) -> None:
+        """Index the current version of each row (postings and filter columns)."""
+        cols = ", ".join(FTS_COLUMNS)
+        meta = len(ROW_COLUMNS.split(","))
+        for chunk in _chunks(seqs, 4096):
+            rows = conn.exec_driver_sql(
+                f"SELECT {ROW_COLUMNS}, {cols} FROM memory "
+                f"WHERE seq IN ({','.join('?' * len(chunk))})",
+                tuple(chunk),
+            ).fetchall()
+            instances = self._tokenizer.instances([(r[0], *r[meta:]) for r in rows])
             with self._lock:
-                self._seen = head
-                self._compact_if_stale()
+                for seq in chunk:
+                    self._drop(seq)
+                    self._filter.clear(seq)
+                self._filter.set_rows(r[:meta] for r in rows)
+                self._add(instances, generation_of=lambda seq: int(self._gen[seq]))
+        with self._lock:
+            self._compact_if_stale()
 
     def _add(self, instances: Iterable[tuple[str, int, str]], generation_of: Any) -> None:
         """Index tokens (term, seq, column) of rows that are not indexed now (lock held)."""

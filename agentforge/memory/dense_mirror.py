@@ -7,12 +7,11 @@ size, and holds the GIL throughout, so recall's other thread waits; hnswlib (the
 itself used before its Rust rewrite, same graph parameters as chroma's defaults) answers a query
 at 100k items in ~0.3 ms and releases the GIL while it searches.
 
-Freshness, as the keyword index (bm25.py): triggers log the `seq` of every row inserted, deleted
-or changed in its vector, status, validity or namespace (`memory_vector_log`, see `db.py`), in
-the writer's own transaction. Before each search the mirror applies the entries it has not seen,
-read in the caller's transaction: a search sees every write its snapshot holds, other processes'
-included. The mirror holds exactly what the index of record should hold: active records whose
-validity interval is open.
+Freshness, as the keyword index's (memory/log_follower.py): triggers log the `seq` of every row
+inserted, deleted or changed in its vector, status, validity or namespace (`memory_vector_log`,
+see `db.py`), and each search first applies the entries it has not seen, in the caller's
+snapshot: it sees every write that snapshot holds, other processes' included. The mirror holds
+exactly what the index of record should hold: active records whose validity interval is open.
 
 The mirror answers only when it can do so cheaply: until its first build is done (in a
 background thread for big stores), when many entries are waiting (a catch-up thread applies
@@ -24,8 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +32,7 @@ from sqlalchemy import Engine
 
 from agentforge.memory import dense_snapshot
 from agentforge.memory.dense_snapshot import SavedGraph
+from agentforge.memory.log_follower import LogFollower
 
 try:  # an optional fast path: without hnswlib the vector index answers every query
     import hnswlib
@@ -46,8 +44,6 @@ log = logging.getLogger(__name__)
 M = 16  # chroma's defaults (hnsw:M, hnsw:construction_ef, hnsw:search_ef)
 EF_CONSTRUCTION = 100
 EF_SEARCH = 100
-SYNC_LIMIT = 2048  # log entries applied inside a search; more are left to the catch-up thread
-BACKGROUND_BUILD_ROWS = 1_000  # more rows are first mirrored in a background thread (~5k/s)
 _THREADS = os.cpu_count() or 1
 _LIVE_SQL = "status = 'active' AND valid_to IS NULL"
 _BUILD_CHUNK = 8192  # rows read at a time while building
@@ -123,28 +119,25 @@ class _Graph:
         return labels, 1.0 - distances
 
 
-class DenseMirror:
+class DenseMirror(LogFollower):
     """See the module docstring. Thread-safe; one per store (per process)."""
+
+    log_table = "memory_vector_log"
+    background_rows = 1_000  # builds ~5k rows/s on two cores
 
     def __init__(
         self, engine: Engine, directory: Path | None = None, *, build: bool = True
     ) -> None:
-        self._engine = engine
+        super().__init__(engine)
         self._directory = directory  # where snapshots go (None: never saved)
         # False: only load a snapshot, never build from the records (a short-lived process
         # would pay a build it does not live to use)
         self._may_build = build
         self._snapshot_head = 0  # log id of the last snapshot saved or loaded
-        self._lock = threading.Lock()  # the graphs and maps
-        self._apply_lock = threading.Lock()  # one thread applies the log at a time
         self._graphs: dict[str, _Graph] = {}
         self._ids: dict[int, str] = {}  # seq -> record id, of the live labels
         self._where: dict[int, str] = {}  # seq -> namespace of the graph that holds it
         self._unusable: set[str] = set()  # namespaces whose vectors disagree in dimension
-        self._seen = 0  # last applied memory_vector_log id
-        # new → building → ready ("catching-up" while a thread applies the log); "off" when
-        # there is no snapshot and it may not build
-        self._state = "new"
 
     # --- search -------------------------------------------------------------------------------
 
@@ -152,7 +145,7 @@ class DenseMirror:
         """The `k` nearest active records of `namespace` for each row of `vectors`, as
         (id, cosine) best first; None when the caller should ask the vector index. `conn` is
         the caller's SQLAlchemy connection (its snapshot)."""
-        if not self._ready(conn):
+        if not self.ready(conn):
             return None
         with self._lock:
             if namespace in self._unusable:
@@ -176,69 +169,15 @@ class DenseMirror:
                 for row, cos in zip(labels, scores, strict=True)
             ]
 
-    def warm(self, conn: Any, timeout: float = 300.0) -> bool:
-        """Build the mirror now (or wait for the build under way) and bring it up to date: what
-        a long-lived process calls once at start. False on timeout or when it may not build."""
-        self._start(conn, background=False)
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                state = self._state
-            if state == "ready":
-                self._apply(conn, _head(conn))
-                return True
-            if state == "off" or time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-
-    def _ready(self, conn: Any) -> bool:
-        with self._lock:
-            state = self._state
-        if state == "new":
-            state = self._start(conn)
-        if state != "ready":
-            return False
-        head = _head(conn)
-        behind = head - self._seen
-        if behind <= 0:
-            return True
-        if behind <= SYNC_LIMIT:
-            self._apply(conn, head)
-            return True
-        self._catch_up_in_background()
-        return False
-
     # --- building and applying the log --------------------------------------------------------
 
-    def _start(self, conn: Any, *, background: bool = True) -> str:
-        with self._lock:
-            if self._state != "new":
-                return self._state
-            self._state = "building"
-        rows = conn.exec_driver_sql("SELECT max(seq) FROM memory").scalar() or 0
-        if background and self._may_build and rows > BACKGROUND_BUILD_ROWS:
-            threading.Thread(target=self._build_own, name="dense-mirror", daemon=True).start()
-        else:
-            try:
-                self._build(conn)
-            except Exception:
-                with self._lock:
-                    self._state = "new"
-                raise
-        return self._state
-
-    def _build_own(self) -> None:
-        try:
-            with self._engine.connect() as conn:  # one read transaction: a consistent snapshot
-                self._build(conn)
-        except Exception:  # the vector index keeps answering; try again on a later search
-            with self._lock:
-                self._state = "new"
+    def _builds_in_background(self, rows: int) -> bool:
+        return self._may_build and super()._builds_in_background(rows)
 
     def _build(self, conn: Any) -> None:
         """From the newest snapshot and the log after it, else from the records (and then a
         snapshot of the result, for the next process)."""
-        head = _head(conn)
+        head = self._head(conn)
         raw = conn.connection.dbapi_connection  # plain tuples: ~10x faster than Row objects
         store_id = _store_id(raw)
         saved = None
@@ -334,53 +273,22 @@ class DenseMirror:
             except OSError as exc:
                 log.warning("dense mirror snapshot not saved in %s: %s", self._directory, exc)
 
-    def _catch_up_in_background(self) -> None:
+    def _apply_rows(self, conn: Any, seqs: list[int]) -> None:
+        """Mirror each row's current state: out of its old graph, into its namespace's if live."""
+        raw = conn.connection.dbapi_connection
+        live: dict[int, tuple[str, str, bytes]] = {}
+        for i in range(0, len(seqs), 4096):
+            chunk = seqs[i : i + 4096]
+            for seq, rid, ns, blob in raw.execute(
+                f"SELECT seq, id, namespace, embedding FROM memory WHERE {_LIVE_SQL} "
+                f"AND seq IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                live[seq] = (rid, ns, blob)
         with self._lock:
-            if self._state != "ready":
-                return
-            self._state = "catching-up"
-
-        def run() -> None:
-            try:
-                with self._engine.connect() as conn:
-                    self._apply(conn, _head(conn))
-            except Exception:  # e.g. the store closed meanwhile; the vector index still answers
-                pass
-            finally:
-                with self._lock:
-                    self._state = "ready"
-
-        threading.Thread(target=run, name="dense-mirror-catch-up", daemon=True).start()
-
-    def _apply(self, conn: Any, head: int) -> None:
-        """Re-read every row logged after `_seen` up to `head` (in `conn`'s snapshot, which
-        holds those writes) and mirror its current state; one thread at a time."""
-        with self._apply_lock:
-            start = self._seen
-            if head <= start:
-                return  # another thread got there first
-            raw = conn.connection.dbapi_connection
-            seqs = [
-                s
-                for (s,) in raw.execute(
-                    "SELECT DISTINCT seq FROM memory_vector_log WHERE id > ? AND id <= ?",
-                    (start, head),
-                )
-            ]
-            live: dict[int, tuple[str, str, bytes]] = {}
-            for i in range(0, len(seqs), 4096):
-                chunk = seqs[i : i + 4096]
-                for seq, rid, ns, blob in raw.execute(
-                    f"SELECT seq, id, namespace, embedding FROM memory WHERE {_LIVE_SQL} "
-                    f"AND seq IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                ):
-                    live[seq] = (rid, ns, blob)
-            with self._lock:
-                for seq in seqs:
-                    self._drop(seq)
-                self._add(live)
-                self._seen = head
+            for seq in seqs:
+                self._drop(seq)
+            self._add(live)
 
     def _drop(self, seq: int) -> None:
         ns = self._where.pop(seq, None)
@@ -441,10 +349,6 @@ def _record_at(raw: Any, head: int) -> str:
         (head,),
     ).fetchone()
     return str(row[0]) if row else ""
-
-
-def _head(conn: Any) -> int:
-    return conn.exec_driver_sql("SELECT max(id) FROM memory_vector_log").scalar() or 0
 
 
 def _matrix(blobs: Sequence[bytes]) -> np.ndarray | None:

@@ -154,7 +154,7 @@ def test_sql_answers_until_the_background_build_is_done(
     memory = _memory(tmp_path / "m.db")
     _fill(memory, _texts(400, 8))
     memory.close()
-    monkeypatch.setattr(bm25, "BACKGROUND_BUILD_ROWS", 100)
+    monkeypatch.setattr(bm25.KeywordIndex, "background_rows", 100)
     memory = _memory(tmp_path / "m.db")
     store = memory.c.store
     fast, slow = _both(store, "export invoices")
@@ -165,7 +165,7 @@ def test_sql_answers_until_the_background_build_is_done(
         time.sleep(0.02)
     _assert_same(fast, slow)
     # far behind the log: a catch-up thread applies it while FTS5 answers
-    monkeypatch.setattr(bm25, "SYNC_LIMIT", 10)
+    monkeypatch.setattr(bm25.KeywordIndex, "sync_limit", 10)
     _fill(memory, _texts(100, 9))
     fast, slow = _both(store, "running exported orders")
     assert fast is None
@@ -190,8 +190,8 @@ def test_warm_builds_now_and_catches_up(tmp_path: Path, monkeypatch: pytest.Monk
     memory = _memory(tmp_path / "m.db")
     _fill(memory, _texts(300, 11))
     memory.close()
-    monkeypatch.setattr(bm25, "BACKGROUND_BUILD_ROWS", 10)
-    monkeypatch.setattr(bm25, "SYNC_LIMIT", 10)
+    monkeypatch.setattr(bm25.KeywordIndex, "background_rows", 10)
+    monkeypatch.setattr(bm25.KeywordIndex, "sync_limit", 10)
     memory = _memory(tmp_path / "m.db")
     store = memory.c.store
     assert store.warm_keyword_index()  # no background thread: ready on return

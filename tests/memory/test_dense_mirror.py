@@ -178,7 +178,7 @@ def test_a_big_store_is_mirrored_in_the_background_meanwhile_the_index_answers(
     filler = open_memory(db)
     filler.retain(FACTS)
     filler.close()
-    monkeypatch.setattr(dense_mirror, "BACKGROUND_BUILD_ROWS", 10)
+    monkeypatch.setattr(dense_mirror.DenseMirror, "background_rows", 10)
     m = open_memory(db)
     try:
         first = mirror_search(m, "blue key")
@@ -197,7 +197,7 @@ def test_far_behind_it_stands_aside_and_catches_up_in_a_thread(
 ) -> None:
     memory.retain(FACTS[:4])
     assert mirror_search(memory, "green laptop") is not None
-    monkeypatch.setattr(dense_mirror, "SYNC_LIMIT", 5)
+    monkeypatch.setattr(dense_mirror.DenseMirror, "sync_limit", 5)
     memory.retain(FACTS[4:])  # more log entries than a search applies itself
     assert mirror_search(memory, "green laptop") is None
     deadline = time.monotonic() + 30
