@@ -32,6 +32,7 @@ from sqlalchemy import Engine
 
 from agentforge.memory import dense_snapshot
 from agentforge.memory.dense_snapshot import SavedGraph
+from agentforge.memory.index.base import Hits
 from agentforge.memory.log_follower import LogFollower
 
 try:  # an optional fast path: without hnswlib the vector index answers every query
@@ -50,7 +51,6 @@ _BUILD_CHUNK = 8192  # rows read at a time while building
 SNAPSHOT_MIN_ROWS = 5_000  # smaller mirrors build faster than a snapshot is worth
 SNAPSHOT_AFTER = 2_000  # log entries applied since the last snapshot that make close() save one
 
-Hits = list[list[tuple[str, float]]]
 DenseMirrorMode = Literal["on", "snapshot", "off"]
 
 

@@ -23,6 +23,7 @@ from agentforge.errors import MemoryStoreError, NotFoundError
 from agentforge.memory.bm25 import KeywordIndex
 from agentforge.memory.db import is_sqlite, make_engine
 from agentforge.memory.dense_mirror import DenseMirror, DenseMirrorMode, available
+from agentforge.memory.index.base import Hits
 from agentforge.memory.keyword import keyword_search
 from agentforge.memory.recall_log_write import write_recall_log
 from agentforge.memory.records import (
@@ -389,7 +390,7 @@ class SQLStore:
 
     def dense(
         self, session: Session, namespace: str, vectors: np.ndarray, k: int
-    ) -> list[list[tuple[str, float]]] | None:
+    ) -> Hits | None:
         """The `k` nearest active records of `namespace` per row of `vectors` from the dense
         mirror, exact for the session's snapshot; None when the vector index must answer."""
         if self._dense_mirror is None:
