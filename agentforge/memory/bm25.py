@@ -35,6 +35,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from agentforge.memory.bm25_rows import ROW_COLUMNS, RowFilter
+from agentforge.memory.db import is_sqlite_file
 from agentforge.memory.keyword import COLUMN_WEIGHTS, FTS_COLUMNS, TOKENIZE, query_terms
 from agentforge.memory.log_follower import LogFollower
 
@@ -197,8 +198,7 @@ class KeywordIndex(LogFollower):
     # --- building and applying the log --------------------------------------------------------
 
     def _builds_in_background(self, rows: int) -> bool:
-        on_disk = self._engine.url.database not in (None, "", ":memory:")
-        return on_disk and super()._builds_in_background(rows)
+        return is_sqlite_file(self._engine) and super()._builds_in_background(rows)
 
     def _build(self, conn: Any) -> None:
         """Index every row from FTS5's own index, vectorised: the instance vocabulary lists

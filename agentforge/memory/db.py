@@ -117,6 +117,11 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def is_sqlite_file(engine: Engine) -> bool:
+    """SQLite in a database file (not in memory): what the per-process caches need."""
+    return is_sqlite(engine) and engine.url.database not in (None, "", ":memory:")
+
+
 # Columns added to existing tables after their first release: (table, column, SQL type).
 # `create_all` creates missing tables only, so a database made by an older version gains them here.
 _ADDED_COLUMNS = (("recall_log", "ranks", "JSON"),)

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from agentforge.errors import MemoryStoreError, NotFoundError
 from agentforge.memory.bm25 import KeywordIndex
-from agentforge.memory.db import is_sqlite, make_engine
+from agentforge.memory.db import is_sqlite, is_sqlite_file, make_engine
 from agentforge.memory.dense_mirror import DenseMirror, DenseMirrorMode, available
 from agentforge.memory.index.base import Hits
 from agentforge.memory.keyword import keyword_search
@@ -93,8 +93,7 @@ class SQLStore:
         self._dense_mirror = dense_mirror
         # not on an in-memory database: its one shared connection lets a read see a write that
         # may still roll back
-        file_backed = is_sqlite(engine) and engine.url.database not in (None, "", ":memory:")
-        self.view_cache = ViewCache() if file_backed else None
+        self.view_cache = ViewCache() if is_sqlite_file(engine) else None
 
     @classmethod
     def from_url(cls, url: str, *, dense_mirror: DenseMirrorMode = "on") -> SQLStore:
@@ -104,9 +103,8 @@ class SQLStore:
         engine = make_engine(url)
         if not is_sqlite(engine):
             return cls(engine)
-        file_backed = engine.url.database not in (None, "", ":memory:")
         mirror = None
-        if dense_mirror != "off" and file_backed and available():
+        if dense_mirror != "off" and is_sqlite_file(engine) and available():
             db = Path(str(engine.url.database))
             directory = db.parent / "dense-mirror" / db.name
             mirror = DenseMirror(engine, directory, build=dense_mirror == "on")
