@@ -104,7 +104,8 @@ def _lookup_sqlite(
     if kind == "chunk":
         sql += " AND step IS NULL"
     params = (*namespaces, *keys, *(value for triple in batch for value in triple))
-    return [view_from_raw(row) for row in conn.exec_driver_sql(sql, params).fetchall()]
+    rows = conn.connection.dbapi_connection.execute(sql, params).fetchall()  # plain tuples
+    return [view_from_raw(row) for row in rows]
 
 
 def _lookup_core(

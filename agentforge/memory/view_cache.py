@@ -25,12 +25,30 @@ CLEAR_AFTER = 4096  # more unapplied log entries than this: drop every view inst
 Loader = Callable[[list[str]], dict[str, RecordView]]
 
 
+_META = RecordView._fields.index("meta")
+
+
+def _as_row(view: RecordView) -> tuple[Any, ...]:
+    """A plain tuple with the metadata as a tuple of items: the collector never untracks a tuple
+    that holds a dict (even an empty one), nor a NamedTuple."""
+    meta = view.meta
+    return (*view[:_META], tuple(meta.items()) if meta else (), *view[_META + 1 :])
+
+
+def _as_view(row: tuple[Any, ...]) -> RecordView:
+    values = list(row)
+    values[_META] = dict(values[_META])
+    return RecordView._make(values)
+
+
 class ViewCache:
     """An LRU of record views, kept exact by `memory_view_log`; safe across threads."""
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = size
-        self._views: OrderedDict[str, RecordView] = OrderedDict()
+        # plain tuples (`_as_row`), untracked by the collector when their values are atomic:
+        # ~20k tracked entries churning set off full collections (~60 ms each at 100k items)
+        self._views: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
         self._seen: int | None = None  # last applied memory_view_log id
         self._lock = threading.Lock()
         self.hits = 0
@@ -38,7 +56,8 @@ class ViewCache:
 
     def fetch(self, conn: Any, ids: Sequence[str], load: Loader) -> dict[str, RecordView]:
         """Views of `ids` as `conn`'s snapshot holds them; `load` reads the missing ones."""
-        head = conn.exec_driver_sql("SELECT max(id) FROM memory_view_log").scalar() or 0
+        raw = conn.connection.dbapi_connection
+        head = raw.execute("SELECT max(id) FROM memory_view_log").fetchone()[0] or 0
         out: dict[str, RecordView] = {}
         missing: list[str] = []
         with self._lock:
@@ -46,12 +65,12 @@ class ViewCache:
                 self._apply(conn, head)
             current = head == self._seen
             for i in ids:
-                view = self._views.get(i) if current else None
-                if view is None:
+                row = self._views.get(i) if current else None
+                if row is None:
                     missing.append(i)
                 else:
                     self._views.move_to_end(i)
-                    out[i] = view
+                    out[i] = _as_view(row)
             self.hits += len(out)
             self.misses += len(missing)
         if not missing:
@@ -61,7 +80,7 @@ class ViewCache:
         with self._lock:
             if self._seen == head:  # nobody applied newer entries meanwhile
                 for i, view in loaded.items():
-                    self._views[i] = view
+                    self._views[i] = _as_row(view)
                 while len(self._views) > self.size:
                     self._views.popitem(last=False)
         return out
@@ -71,7 +90,7 @@ class ViewCache:
         if self._seen is None or head - self._seen > CLEAR_AFTER:
             self._views.clear()
         else:
-            for (record_id,) in conn.exec_driver_sql(
+            for (record_id,) in conn.connection.dbapi_connection.execute(
                 "SELECT record_id FROM memory_view_log WHERE id > ? AND id <= ?",
                 (self._seen, head),
             ):

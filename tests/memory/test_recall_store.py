@@ -3,6 +3,7 @@ row → view conversion. Their fast forms must give exactly what the plain ones 
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -10,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from agentforge.memory import neighbours
 from agentforge.memory.embedders import HashEmbedder
@@ -116,23 +116,19 @@ def test_records_at_reads_steps_through_their_index(memory: Memory) -> None:
     positions at 100k records."""
     _turns_and_chunks(memory)
     kinds = [("step", "chat"), ("chunk", "manual")]
-    statements: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, sql: str, params: Any, *_: Any) -> None:
-        statements.append((sql, params))
-
-    engine = memory.c.store.engine
+    statements: list[str] = []
     with memory.c.store.read() as s:
-        event.listen(engine, "before_cursor_execute", capture)
+        conn = s.connection()
+        raw = conn.connection.dbapi_connection  # records_at reads through the driver
+        raw.set_trace_callback(statements.append)  # statements with their values inlined
         try:
             # two positions of each kind: SQLite plans a one-row IN (VALUES …) as equalities
             records_at(s, [("default", kind, key, i) for kind, key in kinds for i in (1, 2)])
         finally:
-            event.remove(engine, "before_cursor_execute", capture)
-        conn = s.connection()
+            raw.set_trace_callback(None)
         plans = [
-            " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", p))
-            for sql, p in statements
+            " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+            for sql in statements
             if sql.startswith("SELECT")  # not the BEGIN
         ]
     assert len(plans) == 2
@@ -154,7 +150,7 @@ def test_view_from_raw_reads_sqlite_text_like_the_orm(tmp_path: Path) -> None:
         rows = conn.execute(f"SELECT {VIEW_SQL_COLUMNS} FROM memory").fetchall()
     for view in map(view_from_raw, rows):
         record = records[view.id]
-        assert (view.tags, view.meta) == (record.tags, record.meta)
+        assert (list(view.tags), view.meta) == (record.tags, record.meta)
         assert view.created_at == record.created_at and view.created_at.tzinfo is UTC
         assert view.valid_to is None
 
@@ -177,7 +173,32 @@ def test_view_from_raw_datetimes_are_utc_wall_times(text: str) -> None:
     view = view_from_raw(row)
     expected = datetime.fromisoformat(text).replace(tzinfo=UTC)
     assert view.created_at == expected and view.created_at.tzinfo is UTC
-    assert view.tags == [] and view.meta == {} and view.tags is not view_from_raw(row).tags
+    assert view.tags == () and view.meta == {} and view.meta is not view_from_raw(row).meta
+
+
+def test_cached_views_of_plain_records_leave_the_garbage_collector(tmp_path: Path) -> None:
+    """The view cache holds thousands of views; tracked by the collector, their churn set off
+    full collections. It keeps plain tuples, untracked when their values are atomic."""
+    memory = Memory(
+        SQLStore.from_url(f"sqlite:///{tmp_path / 'm.db'}"), NumpyVectorIndex(), HashEmbedder()
+    )
+    try:
+        plain = memory.retain("a fact with tags", tags=["x", "y"], metadata={"k": 1}).ids[0]
+        nested = memory.retain("a fact with nested metadata", metadata={"k": [1, 2]}).ids[0]
+        with memory.c.store.read() as s:
+            first = memory.c.store.fetch_views(s, [plain, nested])
+        with memory.c.store.read() as s:
+            again = memory.c.store.fetch_views(s, [plain, nested])
+        cache = memory.c.store.view_cache
+        assert cache is not None and cache.hits == 2
+        assert again == first and isinstance(again[plain], RecordView)
+        assert again[plain].tags == ("x", "y")
+        for _ in range(3):  # the collector untracks a tuple after the tuples inside it
+            gc.collect()
+        assert not gc.is_tracked(cache._views[plain])
+        assert gc.is_tracked(cache._views[nested])  # a list inside: it must stay tracked
+    finally:
+        memory.close()
 
 
 def test_the_sqlite_driver_path_writes_the_rows_core_writes(tmp_path: Path) -> None:
