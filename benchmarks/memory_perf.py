@@ -184,6 +184,7 @@ async def _agentforge(n: int, home: Path, plan: Plan) -> dict[str, Any]:
         start = time.perf_counter()  # a long-lived process builds its in-process indexes once
         await asyncio.to_thread(memory.c.store.warm_keyword_index)
         await asyncio.to_thread(memory.c.store.warm_dense_mirror)
+        await asyncio.to_thread(memory.c.store.warm_view_cache)
         out["keyword_index_warm_s"] = time.perf_counter() - start
         for q in qsets["warmup"]:
             await memory.arecall(q, k=10)

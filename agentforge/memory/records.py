@@ -9,6 +9,7 @@ derived from it and can always be rebuilt). `history` records every change under
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -179,6 +180,9 @@ _DATETIMES = {
     for i, n in enumerate(_VIEW_NAMES)
     if n in {"created_at", "occurred_at", "valid_from", "valid_to"}
 }
+_INTERNED = tuple(
+    i for i, n in enumerate(_VIEW_NAMES) if n in {"namespace", "level", "kind", "status", "trust"}
+)
 _TAGS = _VIEW_NAMES.index("tags")
 _META = _VIEW_NAMES.index("meta")
 VIEW_SQL_COLUMNS = ", ".join("metadata" if n == "meta" else n for n in _VIEW_NAMES)
@@ -196,6 +200,9 @@ def view_from_raw(row: Sequence[Any]) -> RecordView:
     0.55 ms per 100 rows): empty tags and metadata skip `json.loads`, and see `_sqlite_utc`.
     """
     values = list(row)
+    for i in _INTERNED:  # few distinct values: one shared copy each (the view cache holds many)
+        if values[i] is not None:
+            values[i] = sys.intern(values[i])
     for i in _DATETIMES:
         if values[i] is not None:
             values[i] = _sqlite_utc(values[i])

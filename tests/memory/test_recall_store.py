@@ -137,9 +137,8 @@ def test_records_at_reads_steps_through_their_index(memory: Memory) -> None:
 
 
 def test_view_from_raw_reads_sqlite_text_like_the_orm(tmp_path: Path) -> None:
-    memory = Memory(
-        SQLStore.from_url(f"sqlite:///{tmp_path / 'm.db'}"), NumpyVectorIndex(), HashEmbedder()
-    )
+    store = SQLStore.from_url(f"sqlite:///{tmp_path / 'm.db'}", dense_mirror="snapshot")
+    memory = Memory(store, NumpyVectorIndex(), HashEmbedder())  # no background preload
     try:
         rid = memory.retain("tagged", tags=["a"], metadata={"k": 1}).ids[0]
         plain = memory.retain("plain").ids[0]
@@ -179,9 +178,8 @@ def test_view_from_raw_datetimes_are_utc_wall_times(text: str) -> None:
 def test_cached_views_of_plain_records_leave_the_garbage_collector(tmp_path: Path) -> None:
     """The view cache holds thousands of views; tracked by the collector, their churn set off
     full collections. It keeps plain tuples, untracked when their values are atomic."""
-    memory = Memory(
-        SQLStore.from_url(f"sqlite:///{tmp_path / 'm.db'}"), NumpyVectorIndex(), HashEmbedder()
-    )
+    store = SQLStore.from_url(f"sqlite:///{tmp_path / 'm.db'}", dense_mirror="snapshot")
+    memory = Memory(store, NumpyVectorIndex(), HashEmbedder())  # no background preload
     try:
         plain = memory.retain("a fact with tags", tags=["x", "y"], metadata={"k": 1}).ids[0]
         nested = memory.retain("a fact with nested metadata", metadata={"k": [1, 2]}).ids[0]

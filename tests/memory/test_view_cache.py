@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from agentforge.memory import view_cache
+from agentforge.memory.dense_mirror import DenseMirrorMode
 from agentforge.memory.embedders import HashEmbedder
 from agentforge.memory.engine import Memory
 from agentforge.memory.index import NumpyVectorIndex
@@ -23,9 +25,17 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "m.db"
 
 
+def open_memory(db: Path, mode: DenseMirrorMode = "snapshot") -> Memory:
+    """'snapshot' (the fixture's): no background preload, so hits and misses are predictable;
+    'on' preloads the views in a thread after the first fetch."""
+    return Memory(
+        SQLStore.from_url(f"sqlite:///{db}", dense_mirror=mode), NumpyVectorIndex(), HashEmbedder()
+    )
+
+
 @pytest.fixture
 def memory(db: Path) -> Iterator[Memory]:
-    m = Memory(SQLStore.from_url(f"sqlite:///{db}"), NumpyVectorIndex(), HashEmbedder())
+    m = open_memory(db)
     yield m
     m.close()
 
@@ -102,3 +112,90 @@ def test_an_in_memory_store_has_no_cache() -> None:
         assert m.c.store.view_cache is None
     finally:
         m.close()
+
+
+def test_a_preload_holds_the_active_records_as_sql_has_them(memory: Memory) -> None:
+    ids = memory.retain([f"fact number {i}" for i in range(10)]).ids
+    other_connection(
+        memory_db(memory), "UPDATE memory SET status = 'superseded' WHERE id = ?", ids[0]
+    )
+    assert memory.c.store.warm_view_cache() == 9  # the superseded one is not preloaded
+    assert set(cache(memory)._views) == set(ids[1:])
+    misses = cache(memory).misses
+    found = views(memory, ids)
+    assert cache(memory).misses == misses + 1  # only the superseded one, from SQL
+    assert found[ids[0]].status == "superseded"
+    assert [found[i].content for i in ids] == [f"fact number {i}" for i in range(10)]
+
+
+def test_a_preload_meets_writes_between_its_chunks(
+    memory: Memory, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each chunk is read in its own snapshot: a row changed by another process after its
+    chunk was added is evicted by the log, one changed before is read as changed."""
+    monkeypatch.setattr(view_cache, "PRELOAD_CHUNK", 2)
+    ids = memory.retain([f"fact number {i}" for i in range(6)]).ids
+    plain = Memory(
+        SQLStore.from_url(f"sqlite:///{db}", dense_mirror="off"), NumpyVectorIndex(), HashEmbedder()
+    )
+    plain.c.store.view_cache = None  # the truth: SQL
+    real_from_raw = view_cache.view_from_raw
+    calls = 0
+
+    def write_meanwhile(row: tuple[object, ...]) -> RecordView:
+        nonlocal calls
+        calls += 1
+        if calls in (1, 3):  # within the first and the second chunk
+            other_connection(
+                db,
+                "UPDATE memory SET utility = utility + 0.25 WHERE id IN (?, ?)",
+                ids[calls - 1],
+                ids[4],
+            )
+        return real_from_raw(row)
+
+    monkeypatch.setattr(view_cache, "view_from_raw", write_meanwhile)
+    try:
+        assert memory.c.store.warm_view_cache() == 6
+        monkeypatch.setattr(view_cache, "view_from_raw", real_from_raw)
+        with plain.c.store.read() as s:
+            truth = plain.c.store.fetch_views(s, ids)
+        assert truth[ids[0]].utility == truth[ids[2]].utility == 0.75
+        assert truth[ids[4]].utility == 1.0
+        assert views(memory, ids) == truth
+    finally:
+        plain.close()
+
+
+def test_a_long_lived_store_preloads_in_the_background_and_stops_on_close(db: Path) -> None:
+    m = open_memory(db, "on")
+    try:
+        ids = m.retain([f"fact number {i}" for i in range(50)]).ids
+        m.recall("fact number 7")  # the first fetch starts the preload
+        preload = m.c.store._preload
+        assert preload is not None and preload._thread is not None
+        preload.wait()
+        assert set(cache(m)._views) == set(ids)
+        first_pass = cache(m)._preloaded
+        more = m.retain([f"later fact {i}" for i in range(5)]).ids
+        m.recall("fact number 8")  # within PASS_EVERY of the first pass: no new pass
+        preload.wait()
+        assert cache(m)._preloaded == first_pass
+        preload._next = 0.0  # as if PASS_EVERY had passed
+        m.recall("fact number 9")
+        preload.wait()
+        assert cache(m)._preloaded > first_pass
+        assert set(cache(m)._views) == {*ids, *more}
+    finally:
+        m.close()
+    assert not preload._thread.is_alive()
+
+
+def test_short_commands_do_not_preload(memory: Memory) -> None:
+    memory.retain(["alpha fact", "beta fact"])
+    memory.recall("alpha")
+    assert memory.c.store._preload is None
+
+
+def memory_db(memory: Memory) -> Path:
+    return Path(str(memory.c.store.engine.url.database))
