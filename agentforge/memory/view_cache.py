@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Engine
@@ -57,13 +57,16 @@ def _as_view(row: tuple[Any, ...]) -> RecordView:
 
 
 class ViewCache:
-    """An LRU of record views, kept exact by `memory_view_log`; safe across threads."""
+    """Record views by id, kept exact by `memory_view_log`; safe across threads. Over `size`,
+    the oldest tenth of the entries goes (first in, first out: sized to hold a whole store,
+    it rarely fills)."""
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = size
-        # plain tuples (`_as_row`), untracked by the collector when their values are atomic:
-        # ~20k tracked entries churning set off full collections (~60 ms each at 100k items)
-        self._views: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        # A plain dict of plain tuples (`_as_row`): the collector untracks a tuple of atomic
+        # values, then a dict of untracked values, so full collections skip the whole cache
+        # (tracked, 100k views cost each one ~40 ms; an OrderedDict is never untracked)
+        self._views: dict[str, tuple[Any, ...]] = {}
         self._seen: int | None = None  # last applied memory_view_log id
         self._preloaded: int = 0  # `preload` has read the active records up to this seq
         self._lock = threading.Lock()
@@ -85,7 +88,6 @@ class ViewCache:
                 if row is None:
                     missing.append(i)
                 else:
-                    self._views.move_to_end(i)
                     out[i] = _as_view(row)
             self.hits += len(out)
             self.misses += len(missing)
@@ -97,9 +99,14 @@ class ViewCache:
             if self._seen == head:  # nobody applied newer entries meanwhile
                 for i, view in loaded.items():
                     self._views[i] = _as_row(view)
-                while len(self._views) > self.size:
-                    self._views.popitem(last=False)
+                self._trim()
         return out
+
+    def _trim(self) -> None:
+        """Drop the oldest tenth of the entries while over `size` (lock held)."""
+        while len(self._views) > self.size:
+            for key in list(islice(self._views, max(1, self.size // 10))):
+                del self._views[key]
 
     def _apply(self, conn: Any, head: int) -> None:
         """Evict the ids logged after `_seen` up to `head` (lock held)."""

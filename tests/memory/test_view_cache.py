@@ -3,6 +3,7 @@ snapshot, whoever changed the row (this process, another connection, a rolled-ba
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,3 +200,24 @@ def test_short_commands_do_not_preload(memory: Memory) -> None:
 
 def memory_db(memory: Memory) -> Path:
     return Path(str(memory.c.store.engine.url.database))
+
+
+def test_a_cache_of_plain_views_is_invisible_to_full_collections(memory: Memory) -> None:
+    ids = memory.retain([f"fact number {i}" for i in range(20)], tags=["t"]).ids
+    assert memory.c.store.warm_view_cache() == 20
+    for _ in range(3):  # the collector untracks tuples, then the dict that holds only them
+        gc.collect()
+    assert not gc.is_tracked(cache(memory)._views)
+    assert views(memory, ids)[ids[3]].tags == ("t",)
+
+
+def test_an_overfull_cache_drops_its_oldest_entries(memory: Memory) -> None:
+    ids = memory.retain([f"fact number {i}" for i in range(30)]).ids
+    cache(memory).size = 20
+    first = views(memory, ids[:20])
+    assert set(cache(memory)._views) == set(ids[:20])
+    views(memory, ids[20:25])  # 25 > 20: a tenth of the size (2) goes until it fits: 19
+    assert len(cache(memory)._views) == 19 and set(ids[20:25]) <= set(cache(memory)._views)
+    misses = cache(memory).misses
+    assert views(memory, ids[:20]) == first
+    assert cache(memory).misses == misses + 6  # the dropped ones, from SQL
