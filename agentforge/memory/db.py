@@ -95,7 +95,8 @@ def _sqlite_engine(url: str) -> Engine:
         # Write transactions take the write lock up front so that check-then-insert (dedupe)
         # is atomic across processes; reads stay deferred and never block each other.
         immediate = conn.get_execution_options().get("immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # the driver directly: every transaction starts here (SQLAlchemy's path costs ~10x)
+        conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 

@@ -145,9 +145,10 @@ class RecordView(NamedTuple):
     """A read-only record without its embedding, loaded with a plain column select: the recall
     path reads hundreds of candidates per query, and ORM objects cost ~20x more to build.
 
-    A tuple of atomic values (tags a tuple, metadata a dict of plain values), so the cyclic
-    garbage collector stops tracking it: the process's view cache holds ~20k of them, and as
-    tracked objects their churn set off full collections (~60 ms each at 100k items)."""
+    Immutable all the way down: tags and the metadata's items are tuples (`dict(view.meta)`
+    for a dict), so the process's view cache keeps a view as a plain tuple of the same values,
+    which the garbage collector stops tracking (see view_cache.py), and gives it back as a
+    view without copying anything."""
 
     id: str
     namespace: str
@@ -158,7 +159,7 @@ class RecordView(NamedTuple):
     doc_id: str | None
     chunk_index: int
     tags: tuple[str, ...]
-    meta: dict[str, Any]
+    meta: tuple[tuple[str, Any], ...]  # the metadata's items
     status: str
     created_at: datetime
     occurred_at: datetime
@@ -189,8 +190,16 @@ VIEW_SQL_COLUMNS = ", ".join("metadata" if n == "meta" else n for n in _VIEW_NAM
 
 
 def views(rows: Any) -> list[RecordView]:
-    """Views from rows of VIEW_COLUMNS (the JSON column gives tags as a list)."""
-    return [RecordView(*row[:_TAGS], tuple(row[_TAGS] or ()), *row[_TAGS + 1 :]) for row in rows]
+    """Views from rows of VIEW_COLUMNS (the JSON columns give a list and a dict)."""
+    return [
+        RecordView(
+            *row[:_TAGS],
+            tuple(row[_TAGS] or ()),
+            tuple((row[_META] or {}).items()),
+            *row[_META + 1 :],
+        )
+        for row in rows
+    ]
 
 
 def view_from_raw(row: Sequence[Any]) -> RecordView:
@@ -210,7 +219,7 @@ def view_from_raw(row: Sequence[Any]) -> RecordView:
     if tags is not None:
         values[_TAGS] = () if tags == "[]" else tuple(json.loads(tags))
     if meta is not None:
-        values[_META] = {} if meta == "{}" else json.loads(meta)
+        values[_META] = () if meta == "{}" else tuple(json.loads(meta).items())
     return RecordView(*values)
 
 

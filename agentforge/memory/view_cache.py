@@ -12,7 +12,7 @@ the newest entry applied gets its rows from SQL and does not cache them.
 A long-lived process also preloads the views of the active records (`preload`, in a background
 thread started by the store), oldest first, up to the cache's size: the candidates of a recall
 over a big store are mostly records no earlier recall read, and reading them from SQL was the
-largest part of a recall after the embedding at 100k items (~1-2 ms; ~100 MB of views there).
+largest part of a recall after the embedding at 100k items (~1-2 ms; ~80 MB of views there).
 Each chunk is read in a snapshot of its own and added only while that snapshot's log head is
 the one the cache applied, the same rule a fetch follows.
 """
@@ -40,20 +40,12 @@ log = logging.getLogger(__name__)
 Loader = Callable[[list[str]], dict[str, RecordView]]
 
 
-_META = RecordView._fields.index("meta")
-
-
 def _as_row(view: RecordView) -> tuple[Any, ...]:
-    """A plain tuple with the metadata as a tuple of items: the collector never untracks a tuple
-    that holds a dict (even an empty one), nor a NamedTuple."""
-    meta = view.meta
-    return (*view[:_META], tuple(meta.items()) if meta else (), *view[_META + 1 :])
+    return tuple(view)  # a plain tuple: the collector never untracks a NamedTuple
 
 
 def _as_view(row: tuple[Any, ...]) -> RecordView:
-    values = list(row)
-    values[_META] = dict(values[_META])
-    return RecordView._make(values)
+    return tuple.__new__(RecordView, row)  # type: ignore[type-var]
 
 
 class ViewCache:
