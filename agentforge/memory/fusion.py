@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
+from operator import itemgetter
 from typing import Any
 
 CHANNELS = ("dense", "keyword", "recency", "utility", "neighbour")
@@ -49,9 +50,12 @@ class FusionWeights:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+_SCORE = itemgetter(1)
+
+
 def ranks_by_score(scored: Iterable[tuple[str, float]]) -> dict[str, int]:
     """Competition ranks (1, 1, 3, …) of ids by descending score."""
-    ordered = sorted(scored, key=lambda item: -item[1])
+    ordered = sorted(scored, key=_SCORE, reverse=True)  # stable, like a key of -score
     ranks: dict[str, int] = {}
     previous: float | None = None
     rank = 0
@@ -77,7 +81,7 @@ def fuse(
             continue
         for key, rank in ranks.items():
             scores[key] = scores.get(key, 0.0) + weight / (weights.rrf_k + rank)
-    return sorted(scores.items(), key=lambda item: -item[1])
+    return sorted(scores.items(), key=_SCORE, reverse=True)
 
 
 def estimate_tokens(text: str) -> int:
