@@ -31,7 +31,8 @@ from agentforge.memory.fusion import (
 )
 from agentforge.memory.index.base import Hits
 from agentforge.memory.neighbours import Position, adjacent, neighbour_scores, position, records_at
-from agentforge.memory.records import MemoryRecord, RecallLog, RecordView
+from agentforge.memory.recall_log_write import RecallEntry
+from agentforge.memory.records import MemoryRecord, RecordView
 from agentforge.memory.store import blob_to_vector
 from agentforge.types import ChannelRanks, Level, Provenance, RecallHit, RecallResult, Status
 
@@ -356,7 +357,7 @@ def _log(
         return
     log_ids = c.store.log_recalls(
         [
-            RecallLog(
+            RecallEntry(
                 namespace=requests[i].namespace,
                 query=requests[i].query,
                 run_id=requests[i].run_id,

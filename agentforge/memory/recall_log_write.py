@@ -9,6 +9,7 @@ types still serialise the values (their bind processors), so the rows are the sa
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -16,7 +17,27 @@ from typing import Any
 from sqlalchemy import Connection, insert, update
 from sqlmodel import col
 
-from agentforge.memory.records import MemoryRecord, RecallLog
+from agentforge.memory.records import MemoryRecord, RecallLog, utcnow
+
+
+@dataclass(slots=True)
+class RecallEntry:
+    """A recall log row to write, with RecallLog's fields: what recall builds for each query
+    (an ORM object cost ~40 us to build, and the collector tracks its state)."""
+
+    namespace: str
+    query: str
+    run_id: str | None = None
+    result_ids: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    latency_ms: float = 0.0
+    ranks: dict[str, dict[str, int]] | None = None
+    at: datetime = field(default_factory=utcnow)
+    credited: bool = False
+    id: int | None = None  # set by the write
+
+
+Entry = RecallLog | RecallEntry
 
 _TABLE = RecallLog.__table__  # type: ignore[attr-defined]
 _FIELDS = tuple(c.key for c in _TABLE.columns if c.key != "id")
@@ -29,7 +50,7 @@ _SQLITE_INSERT = (
 _SQLITE_MAX_PARAMS = 900  # below SQLite's oldest default limit of host parameters (999)
 
 
-def write_recall_log(conn: Connection, entries: Sequence[RecallLog], now: datetime) -> list[int]:
+def write_recall_log(conn: Connection, entries: Sequence[Entry], now: datetime) -> list[int]:
     """Insert the entries and bump `recalls` / `last_recalled_at` of every record they name
     (once per call, however many entries name it); returns the log ids, in order. Runs in the
     caller's write transaction."""
@@ -46,12 +67,12 @@ def write_recall_log(conn: Connection, entries: Sequence[RecallLog], now: dateti
     return ids
 
 
-def _row(entry: RecallLog) -> dict[str, Any]:
+def _row(entry: Entry) -> dict[str, Any]:
     return {name: getattr(entry, name) for name in _FIELDS}
 
 
 def _write_sqlite(
-    conn: Connection, entries: Sequence[RecallLog], recalled: list[str], now: datetime
+    conn: Connection, entries: Sequence[Entry], recalled: list[str], now: datetime
 ) -> list[int]:
     binders = _log_binders(conn.dialect)
     ids = []

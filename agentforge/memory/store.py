@@ -25,7 +25,7 @@ from agentforge.memory.db import is_sqlite, is_sqlite_file, make_engine
 from agentforge.memory.dense_mirror import DenseMirror, DenseMirrorMode, available
 from agentforge.memory.index.base import Hits
 from agentforge.memory.keyword import keyword_search
-from agentforge.memory.recall_log_write import write_recall_log
+from agentforge.memory.recall_log_write import Entry, write_recall_log
 from agentforge.memory.records import (
     SNAPSHOT_FIELDS,
     VIEW_COLUMNS,
@@ -487,7 +487,7 @@ class SQLStore:
 
     # --- recall log and credit --------------------------------------------------------------
 
-    def log_recalls(self, entries: Sequence[RecallLog]) -> list[int]:
+    def log_recalls(self, entries: Sequence[Entry]) -> list[int]:
         """Write recall log rows and bump the recalled records' counters, in one transaction;
         returns the new log ids (also set on `entries`), in order (see `recall_log_write`)."""
         if not entries:

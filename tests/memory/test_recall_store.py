@@ -17,6 +17,7 @@ from agentforge.memory.embedders import HashEmbedder
 from agentforge.memory.engine import Memory
 from agentforge.memory.index import NumpyVectorIndex
 from agentforge.memory.neighbours import records_at
+from agentforge.memory.recall_log_write import RecallEntry
 from agentforge.memory.records import VIEW_SQL_COLUMNS, RecallLog, RecordView, view_from_raw
 from agentforge.memory.store import SQLStore
 from agentforge.types import MemoryInput, Provenance
@@ -30,12 +31,15 @@ def memory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Memory]:
     m.close()
 
 
-def test_log_recalls_returns_ids_in_order_and_bumps_each_recalled_record(memory: Memory) -> None:
+@pytest.mark.parametrize("entry", [RecallLog, RecallEntry])
+def test_log_recalls_returns_ids_in_order_and_bumps_each_recalled_record(
+    memory: Memory, entry: type[RecallLog] | type[RecallEntry]
+) -> None:
     a, b, c = memory.retain(["alpha fact", "beta fact", "gamma fact"]).ids
     entries = [
-        RecallLog(namespace="default", query="q1", run_id="r", result_ids=[a, b], scores=[2, 1]),
-        RecallLog(namespace="default", query="q2", result_ids=[b], ranks={b: {"dense": 1}}),
-        RecallLog(namespace="default", query="q3", result_ids=[]),
+        entry(namespace="default", query="q1", run_id="r", result_ids=[a, b], scores=[2, 1]),
+        entry(namespace="default", query="q2", result_ids=[b], ranks={b: {"dense": 1}}),
+        entry(namespace="default", query="q3", result_ids=[]),
     ]
     ids = memory.c.store.log_recalls(entries)
     assert ids == [e.id for e in entries] and ids == sorted(ids) and len(set(ids)) == 3
