@@ -150,6 +150,15 @@ def _create_schema(engine: Engine) -> None:
             ),
             {"v": SCHEMA_VERSION},
         )
+        # the recall log entries the records' usage counters include (recall_log_write.py):
+        # all of them in a database made before the counters were folded from the log
+        conn.execute(
+            text(
+                "INSERT INTO meta(key, value) SELECT 'recall_counters_folded', "
+                "(SELECT CAST(coalesce(max(id), 0) AS TEXT) FROM recall_log) "
+                "WHERE NOT EXISTS (SELECT 1 FROM meta WHERE key = 'recall_counters_folded')"
+            )
+        )
         # which database this is, whatever its path: what derived state on disk (the dense
         # mirror's snapshots) is checked against
         conn.execute(

@@ -267,6 +267,7 @@ class Memory:
     def _credit(self, run_id: str, outcome: Outcome) -> int:
         store = self.c.store
         with store.write() as s:
+            store.fold_recall_counters(s)  # a run ended: bring the usage counters up to date
             logs = store.uncredited_recalls(s, run_id)
             ids = sorted({i for log in logs for i in log.result_ids})
             if not logs:
@@ -305,6 +306,8 @@ class Memory:
         await self.aopen()
         ns = self._ns(namespace)
         start = utcnow()
+        # forgetting and merging read the usage counters: as the recall log has them
+        await asyncio.to_thread(self.c.store.fold_recall_counters)
         changes, truncated = await asyncio.to_thread(
             reflect_ops.plan,
             self.c,

@@ -102,6 +102,7 @@ def export_records(
 ) -> int:
     """Write a JSON-lines export (header line, then one record per line); returns the count."""
     out.write(json.dumps({"format": EXPORT_FORMAT, "embedder": c.embedder.model_id}) + "\n")
+    c.store.fold_recall_counters()  # the usage counters as the recall log has them
     count = 0
     for ns in [namespace] if namespace else c.store.namespaces():
         for record in c.store.iter_records(ns, include_inactive=include_inactive):

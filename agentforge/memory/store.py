@@ -25,7 +25,7 @@ from agentforge.memory.db import is_sqlite, is_sqlite_file, make_engine
 from agentforge.memory.dense_mirror import DenseMirror, DenseMirrorMode, available
 from agentforge.memory.index.base import Hits
 from agentforge.memory.keyword import keyword_search
-from agentforge.memory.recall_log_write import Entry, write_recall_log
+from agentforge.memory.recall_log_write import Entry, fold_recall_counters, write_recall_log
 from agentforge.memory.records import (
     SNAPSHOT_FIELDS,
     VIEW_COLUMNS,
@@ -488,15 +488,24 @@ class SQLStore:
     # --- recall log and credit --------------------------------------------------------------
 
     def log_recalls(self, entries: Sequence[Entry]) -> list[int]:
-        """Write recall log rows and bump the recalled records' counters, in one transaction;
-        returns the new log ids (also set on `entries`), in order (see `recall_log_write`)."""
+        """Write recall log rows in one transaction; returns the new log ids (also set on
+        `entries`), in order. The records' counters follow at the next `fold_recall_counters`
+        (see `recall_log_write`)."""
         if not entries:
             return []
         with self._writer.begin() as conn:
-            ids = write_recall_log(conn, entries, utcnow())
+            ids = write_recall_log(conn, entries)
         for entry, log_id in zip(entries, ids, strict=True):
             entry.id = log_id
         return ids
+
+    def fold_recall_counters(self, session: Session | None = None) -> int:
+        """Bring the records' `recalls` / `last_recalled_at` up to the recall log, in the
+        write session given or in one of its own; the number of log entries folded."""
+        if session is not None:
+            return fold_recall_counters(session.connection())
+        with self._writer.begin() as conn:
+            return fold_recall_counters(conn)
 
     def uncredited_recalls(self, session: Session, run_id: str) -> list[RecallLog]:
         return list(

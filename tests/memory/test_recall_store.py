@@ -50,10 +50,46 @@ def test_log_recalls_returns_ids_in_order_and_bumps_each_recalled_record(
         ("q3", [], None),
     ]
     assert logged[ids[0]].run_id == "r" and logged[ids[0]].scores == [2, 1]
-    recalls = {i: memory.c.store.get(i) for i in (a, b, c)}
-    assert [recalls[i].recalls for i in (a, b, c)] == [1, 1, 0]  # once per write, not per log
-    assert recalls[a].last_recalled_at is not None and recalls[c].last_recalled_at is None
+    def counters() -> list[tuple[int, bool]]:
+        records = [memory.c.store.get(i) for i in (a, b, c)]
+        return [(r.recalls, r.last_recalled_at is not None) for r in records]
+
+    assert counters() == [(0, False)] * 3  # the log only, until a fold
+    assert memory.c.store.fold_recall_counters() == 3
+    assert counters() == [(1, True), (2, True), (0, False)]  # one per entry naming the record
+    assert memory.c.store.fold_recall_counters() == 0 and counters()[1] == (2, True)
     assert memory.c.store.log_recalls([]) == []
+
+
+def test_a_database_from_before_folding_counts_its_old_log_once(tmp_path: Path) -> None:
+    """Older versions bumped the counters as they logged: a database they made has all its
+    log entries counted already, so the fold mark starts after them."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    m = Memory(SQLStore.from_url(url), NumpyVectorIndex(), HashEmbedder())
+    (a,) = m.retain(["alpha fact"]).ids
+    m.c.store.log_recalls([RecallEntry(namespace="default", query="q", result_ids=[a])])
+    m.close()
+    with sqlite3.connect(tmp_path / "old.db") as conn:  # as an older version left it
+        conn.execute("DELETE FROM meta WHERE key = 'recall_counters_folded'")
+        conn.execute("UPDATE memory SET recalls = 1 WHERE id = ?", (a,))
+    m = Memory(SQLStore.from_url(url), NumpyVectorIndex(), HashEmbedder())
+    try:
+        m.c.store.log_recalls([RecallEntry(namespace="default", query="q", result_ids=[a])])
+        assert m.c.store.fold_recall_counters() == 1  # only the new entry
+        assert m.c.store.get(a).recalls == 2
+    finally:
+        m.close()
+
+
+def test_a_runs_outcome_and_reflect_fold_the_counters(memory: Memory) -> None:
+    (a,) = memory.retain(["alpha fact about pears"]).ids
+    memory.recall("pears", run_id="run-1")
+    assert memory.c.store.get(a).recalls == 0
+    memory.record_outcome("run-1", "success")
+    assert memory.c.store.get(a).recalls == 1
+    memory.recall("pears")
+    memory.reflect(dry_run=True)
+    assert memory.c.store.get(a).recalls == 2
 
 
 def test_recall_sets_the_log_id_only_on_logged_results(memory: Memory) -> None:
@@ -204,10 +240,8 @@ def test_cached_views_of_plain_records_leave_the_garbage_collector(tmp_path: Pat
 
 
 def test_the_sqlite_driver_path_writes_the_rows_core_writes(tmp_path: Path) -> None:
-    from sqlalchemy import update
-
     from agentforge.memory import recall_log_write as rlw
-    from agentforge.memory.records import MemoryRecord, utcnow
+    from agentforge.memory.records import utcnow
 
     def store_with_records(name: str) -> tuple[Memory, list[str]]:
         m = Memory(SQLStore.from_url(f"sqlite:///{tmp_path / name}"), NumpyVectorIndex(),
@@ -224,11 +258,11 @@ def test_the_sqlite_driver_path_writes_the_rows_core_writes(tmp_path: Path) -> N
     core, core_ids = store_with_records("core.db")
     try:
         with fast.c.store._writer.begin() as conn:  # the driver path
-            rlw.write_recall_log(conn, entries(fast_ids), now)
+            rlw.write_recall_log(conn, entries(fast_ids))
         with core.c.store._writer.begin() as conn:  # the Core statements, as on PostgreSQL
             conn.execute(rlw._INSERT, [rlw._row(e) for e in entries(core_ids)])
-            conn.execute(update(MemoryRecord).where(MemoryRecord.id.in_(core_ids[:2]))
-                         .values(recalls=MemoryRecord.recalls + 1, last_recalled_at=now))
+        for m in (fast, core):
+            m.c.store.fold_recall_counters()
 
         def raw(m: Memory, ids: list[str]) -> tuple[list[Any], list[Any]]:
             path = m.c.store.engine.url.database
