@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 Loader = Callable[[list[str]], dict[str, RecordView]]
 
 
+def _log_head(conn: Any) -> int:
+    """The newest `memory_view_log` id in `conn`'s snapshot (through the driver: every fetch)."""
+    raw = conn.connection.dbapi_connection
+    return int(raw.execute("SELECT max(id) FROM memory_view_log").fetchone()[0] or 0)
+
+
 def _as_row(view: RecordView) -> tuple[Any, ...]:
     return tuple(view)  # a plain tuple: the collector never untracks a NamedTuple
 
@@ -67,8 +73,7 @@ class ViewCache:
 
     def fetch(self, conn: Any, ids: Sequence[str], load: Loader) -> dict[str, RecordView]:
         """Views of `ids` as `conn`'s snapshot holds them; `load` reads the missing ones."""
-        raw = conn.connection.dbapi_connection
-        head = raw.execute("SELECT max(id) FROM memory_view_log").fetchone()[0] or 0
+        head = _log_head(conn)
         out: dict[str, RecordView] = {}
         missing: list[str] = []
         with self._lock:
@@ -119,13 +124,12 @@ class ViewCache:
         added = retries = 0
         while (stop is None or not stop.is_set()) and len(self._views) < self.size:
             with engine.connect() as conn, conn.begin():  # a deferred read: one snapshot
-                raw = conn.connection.dbapi_connection
-                head = raw.execute("SELECT max(id) FROM memory_view_log").fetchone()[0] or 0
+                head = _log_head(conn)
                 with self._lock:
                     if self._seen is None or head > self._seen:
                         self._apply(conn, head)
                     after = self._preloaded
-                rows = raw.execute(
+                rows = conn.connection.dbapi_connection.execute(
                     f"SELECT seq, {VIEW_SQL_COLUMNS} FROM memory WHERE seq > ? "
                     "AND status = 'active' ORDER BY seq LIMIT ?",
                     (after, PRELOAD_CHUNK),
