@@ -11,6 +11,8 @@ index gives the same scores in about a millisecond:
   whatever its namespace or status);
 - the same filters: namespace, status, levels and kinds, from per-row arrays (bm25_rows.py).
 
+What each term adds to its rows' scores is cached until the index changes (`_contribution`).
+
 Freshness (memory/log_follower.py): triggers log the `seq` of every row inserted, deleted or
 changed in an indexed or a filtered column (`memory_fts_log`, see `db.py`), and each search first
 applies the entries it has not seen, in the caller's snapshot. A row's postings carry the
@@ -44,6 +46,7 @@ B = 0.75
 IDF_FLOOR = 1e-6
 _WEIGHT = dict(zip(FTS_COLUMNS, COLUMN_WEIGHTS, strict=True))
 _STEM_CACHE_MAX = 50_000
+_NOTHING = (np.empty(0, np.int64), np.empty(0, np.float64))
 
 
 class Tokenizer:
@@ -117,6 +120,7 @@ class KeywordIndex(LogFollower):
 
     log_table = "memory_fts_log"
     background_rows = 20_000
+    cache_postings = 4_000_000  # contributions cached (16 bytes each) before the cache is reset
 
     def __init__(self, engine: Engine, tokenizer: Tokenizer | None = None) -> None:
         super().__init__(engine)
@@ -127,6 +131,8 @@ class KeywordIndex(LogFollower):
         self._length = np.zeros(1024, np.float64)  # tokens of each indexed seq, 0 if none
         self._acc = np.zeros(0, np.float64)  # scratch for `_scores`: zero between searches
         self._seen_row = np.zeros(0, bool)  # scratch for `_scores`: False between searches
+        self._contributions: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # see _contribution
+        self._cached_postings = 0
         self._rows = 0
         self._tokens = 0.0
         self._stale_rows = 0
@@ -167,19 +173,11 @@ class KeywordIndex(LogFollower):
         acc, seen = self._acc, self._seen_row
         parts: list[np.ndarray] = []
         try:
-            avgdl = self._tokens / self._rows
             for stem in stems:
-                postings = self._postings.get(stem)
-                if postings is None:
-                    continue
-                docs, freq, gens = postings.arrays()
-                live = gens == self._gen[docs]
-                docs, freq = docs[live], freq[live]  # one posting per row: the live version's
+                docs, contribution = self._contribution(stem)
                 if not len(docs):
                     continue
-                idf = math.log((self._rows - len(docs) + 0.5) / (len(docs) + 0.5))
-                norm = K1 * (1 - B + B * self._length[docs] / avgdl)
-                acc[docs] += max(idf, IDF_FLOOR) * freq * (K1 + 1) / (freq + norm)
+                acc[docs] += contribution
                 new = docs[~seen[docs]]
                 seen[new] = True
                 parts.append(new)
@@ -194,6 +192,34 @@ class KeywordIndex(LogFollower):
         acc[seqs] = 0.0
         seen[seqs] = False
         return seqs, scores
+
+    def _contribution(self, stem: str) -> tuple[np.ndarray, np.ndarray]:
+        """The live rows matching `stem` and what it adds to each one's score (lock held).
+        Cached until the index next changes: a batch of queries shares its common stems, and
+        the postings' filtering and the BM25 term arithmetic were half of a search."""
+        cached = self._contributions.get(stem)
+        if cached is not None:
+            return cached
+        postings = self._postings.get(stem)
+        if postings is None:
+            return _NOTHING
+        docs, freq, gens = postings.arrays()
+        live = gens == self._gen[docs]
+        docs, freq = docs[live], freq[live]  # one posting per row: the live version's
+        idf = math.log((self._rows - len(docs) + 0.5) / (len(docs) + 0.5))
+        norm = K1 * (1 - B + B * self._length[docs] / (self._tokens / self._rows))
+        contribution = max(idf, IDF_FLOOR) * freq * (K1 + 1) / (freq + norm)
+        if len(docs) <= self.cache_postings:
+            if self._cached_postings + len(docs) > self.cache_postings:
+                self._changed()
+            self._contributions[stem] = (docs, contribution)
+            self._cached_postings += len(docs)
+        return docs, contribution
+
+    def _changed(self) -> None:
+        """Rows, their lengths or the statistics changed: drop every cached contribution."""
+        self._contributions.clear()
+        self._cached_postings = 0
 
     # --- building and applying the log --------------------------------------------------------
 
@@ -225,6 +251,7 @@ class KeywordIndex(LogFollower):
             self._rows = int(np.count_nonzero(length))
             self._tokens = float(length.sum())
             self._postings = postings
+            self._changed()
             self._seen = head
             self._state = "ready"
 
@@ -258,6 +285,7 @@ class KeywordIndex(LogFollower):
             length[seq] = length.get(seq, 0) + 1
         if not length:
             return
+        self._changed()
         self._grow(max(length) + 1)
         for seq, size in length.items():
             self._length[seq] = size
@@ -272,6 +300,7 @@ class KeywordIndex(LogFollower):
     def _drop(self, seq: int) -> None:
         """Forget the indexed version of `seq`, if any (lock held): its postings go stale."""
         if seq < len(self._length) and self._length[seq] > 0:
+            self._changed()
             self._rows -= 1
             self._tokens -= self._length[seq]
             self._length[seq] = 0

@@ -65,10 +65,14 @@ class RowFilter:
                 ok &= np.isin(column[seqs], codes)
         seqs, scores = seqs[ok], scores[ok]
         if n < len(scores):
-            top = np.argpartition(-scores, n)[:n]
+            top = top_candidates(scores, n)
             seqs, scores = seqs[top], scores[top]
-        order = np.lexsort((seqs, -scores))
-        return [(self._ids[int(seqs[i])], float(scores[i])) for i in order]  # type: ignore[misc]
+        order = np.lexsort((seqs, -scores))[:n]
+        ids = self._ids
+        return [
+            (ids[seq], score)  # type: ignore[misc]
+            for seq, score in zip(seqs[order].tolist(), scores[order].tolist(), strict=True)
+        ]
 
     def _code(self, column: str, value: str) -> int:
         codes = self._codes[column]
@@ -87,3 +91,24 @@ class RowFilter:
         self._kind = np.concatenate([self._kind, np.zeros(extra, np.int32)])
         self._active = np.concatenate([self._active, np.zeros(extra, bool)])
         self._ids.extend([None] * extra)
+
+
+SAMPLE_STRIDE = 16
+
+
+def top_candidates(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the scores at least a cut that keeps every one of the `n` best, ties at the
+    `n`-th included (0 < n < len(scores)); the caller sorts these few.
+
+    The cut usually comes from a strided sample, set to keep about 2n scores, and is checked
+    (it holds when at least n scores reach it); else it is the exact n-th best. Partitioning
+    the ~9k matches of a query at 100k rows cost ~80 µs, the sample's ~10.
+    """
+    sample = scores[::SAMPLE_STRIDE]
+    k = 2 * (n // SAMPLE_STRIDE) + 2
+    if k < len(sample):
+        top = np.flatnonzero(scores >= np.partition(sample, len(sample) - k)[len(sample) - k])
+        if len(top) >= n:
+            return top
+    cut = len(scores) - n
+    return np.flatnonzero(scores >= np.partition(scores, cut)[cut])

@@ -8,11 +8,13 @@ import random
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import delete, update
 from sqlmodel import col
 
 from agentforge.memory import bm25
+from agentforge.memory.bm25_rows import top_candidates
 from agentforge.memory.embedders import HashEmbedder
 from agentforge.memory.engine import Memory
 from agentforge.memory.index import NumpyVectorIndex
@@ -210,3 +212,35 @@ def test_the_keyword_channel_can_search_another_text_than_is_embedded(tmp_path: 
     assert by_text["the checkout dialog hides a button"].keyword == 1
     assert by_text["the loyalty points page lists refunds"].keyword is None
     memory.close()
+
+
+def test_cached_contributions_stay_within_their_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's queries share their stems' contributions; over the bound the cache starts
+    afresh, and the answers stay FTS5's."""
+    monkeypatch.setattr(bm25.KeywordIndex, "cache_postings", 200)
+    memory = _memory(tmp_path / "m.db")
+    _fill(memory, _texts(400, 13))
+    store = memory.c.store
+    index = store._keyword_index
+    assert index is not None
+    for q in _queries(14) * 2:
+        _assert_same(*_both(store, q))
+        assert index._cached_postings <= 200
+    assert index._contributions  # it did cache
+    memory.close()
+
+
+@pytest.mark.parametrize("size", [2, 17, 100, 5000])
+def test_top_candidates_hold_the_n_best_and_their_ties(size: int) -> None:
+    rng = np.random.default_rng(size)
+    for n in (1, 5, 60):
+        if n >= size:
+            continue
+        for scores in (rng.integers(0, 30, size).astype(float), rng.random(size)):
+            nth = np.sort(scores)[::-1][n - 1]
+            found = set(top_candidates(scores, n).tolist())
+            assert set(np.flatnonzero(scores >= nth).tolist()) <= found
+            if size >= 1000:  # a cut from the sample, not all the scores
+                assert len(found) < size // 10
