@@ -22,10 +22,17 @@ from sqlalchemy import Connection, tuple_
 from sqlmodel import Session, col, select
 
 from agentforge.memory.records import (
+    CHUNK_INDEX,
+    DOC_ID,
+    ID,
+    NAMESPACE,
+    SOURCE,
+    STEP,
     VIEW_COLUMNS,
     VIEW_SQL_COLUMNS,
     MemoryRecord,
     RecordView,
+    Row,
     view_from_raw,
     views,
 )
@@ -37,16 +44,16 @@ T = TypeVar("T")
 _LOOKUP_BATCH = 300  # positions per query (3 bound parameters each)
 
 
-def position(r: RecordView) -> Position | None:
+def position(r: Row) -> Position | None:
     """Where a record sits in its episode / conversation / document, if anywhere."""
-    if r.source is not None and r.step is not None:
-        return (r.namespace, "step", r.source, r.step)
-    if r.doc_id is not None:
-        return (r.namespace, "chunk", r.doc_id, r.chunk_index)
+    if r[SOURCE] is not None and r[STEP] is not None:
+        return (r[NAMESPACE], "step", r[SOURCE], r[STEP])
+    if r[DOC_ID] is not None:
+        return (r[NAMESPACE], "chunk", r[DOC_ID], r[CHUNK_INDEX])
     return None
 
 
-def adjacent(r: RecordView) -> list[Position]:
+def adjacent(r: Row) -> list[Position]:
     """The positions just before and just after a record."""
     here = position(r)
     if here is None:
@@ -128,14 +135,14 @@ def _marks(values: Sequence[object]) -> str:
 
 def neighbour_scores(
     top: Sequence[tuple[str, float]],
-    records: dict[str, RecordView],
-    by_position: dict[Position, list[RecordView]],
+    records: dict[str, Row],
+    by_position: dict[Position, list[Row]],
 ) -> dict[str, float]:
     """For each record next to one of the `top` (id, fused score) hits: the best such score."""
     scores: dict[str, float] = {}
     for hit_id, score in top:
         for pos in adjacent(records[hit_id]):
             for r in by_position.get(pos, ()):
-                if r.id != hit_id and score > scores.get(r.id, float("-inf")):
-                    scores[r.id] = score
+                if r[ID] != hit_id and score > scores.get(r[ID], float("-inf")):
+                    scores[r[ID]] = score
     return scores

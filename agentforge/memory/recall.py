@@ -32,7 +32,29 @@ from agentforge.memory.fusion import (
 from agentforge.memory.index.base import Hits
 from agentforge.memory.neighbours import Position, adjacent, neighbour_scores, position, records_at
 from agentforge.memory.recall_log_write import RecallEntry
-from agentforge.memory.records import MemoryRecord, RecordView
+from agentforge.memory.records import (
+    CONTENT,
+    CREATED_AT,
+    DOC_ID,
+    ID,
+    KIND,
+    LEVEL,
+    META,
+    NAMESPACE,
+    OCCURRED_AT,
+    ROLE,
+    SOURCE,
+    STATUS,
+    STEP,
+    TAGS,
+    TITLE,
+    TRUST,
+    UTILITY,
+    VALID_FROM,
+    VALID_TO,
+    MemoryRecord,
+    Row,
+)
 from agentforge.memory.store import blob_to_vector
 from agentforge.types import ChannelRanks, Level, Provenance, RecallHit, RecallResult, Status
 
@@ -100,23 +122,23 @@ def passes_gate(
 _ACTIVE, _FORGOTTEN = Status.ACTIVE.value, Status.FORGOTTEN.value  # an enum's .value is slow
 
 
-def _passes(r: RecordView, q: RecallRequest) -> bool:
+def _passes(r: Row, q: RecallRequest) -> bool:
     if q.as_of is None:
-        if r.status != _ACTIVE:
+        if r[STATUS] != _ACTIVE:
             return False
     elif (
-        r.valid_from > q.as_of
-        or (r.valid_to is not None and r.valid_to <= q.as_of)
-        or r.status == _FORGOTTEN
+        r[VALID_FROM] > q.as_of
+        or (r[VALID_TO] is not None and r[VALID_TO] <= q.as_of)
+        or r[STATUS] == _FORGOTTEN
     ):
         return False
-    if (q.levels and r.level not in q.levels) or (q.kinds and r.kind not in q.kinds):
+    if (q.levels and r[LEVEL] not in q.levels) or (q.kinds and r[KIND] not in q.kinds):
         return False
-    if q.tags and not set(q.tags) & set(r.tags):
+    if q.tags and not set(q.tags) & set(r[TAGS]):
         return False
-    if q.since and r.occurred_at < q.since:
+    if q.since and r[OCCURRED_AT] < q.since:
         return False
-    return not (q.until and r.occurred_at > q.until)
+    return not (q.until and r[OCCURRED_AT] > q.until)
 
 
 def _historic_dense(
@@ -139,9 +161,7 @@ def _historic_dense(
     return [(rows[i][0], float(scores[i])) for i in order]
 
 
-def _keyword(
-    c: Components, requests: Sequence[RecallRequest]
-) -> tuple[Hits, dict[str, RecordView]]:
+def _keyword(c: Components, requests: Sequence[RecallRequest]) -> tuple[Hits, dict[str, Row]]:
     """Keyword hits and their records: fetched here, while the query is still being embedded,
     so that after the dense query only the records it alone found remain to be read."""
     with c.store.read() as s:
@@ -152,7 +172,7 @@ def _keyword(
             )
             for q in requests
         ]
-        return hits, c.store.fetch_views(s, list({h[0] for found in hits for h in found}))
+        return hits, c.store.fetch_rows(s, list({h[0] for found in hits for h in found}))
 
 
 # Filters are applied after the index query (see `_passes`): chroma's metadata-filtered search
@@ -190,7 +210,7 @@ def _fetch(
     requests: Sequence[RecallRequest],
     vectors: np.ndarray,
     dense: Hits,
-    records: dict[str, RecordView],
+    records: dict[str, Row],
 ) -> None:
     """Add the records of the dense hits (and, for `as_of` requests, of the closed records that
     join them) that `records` lacks."""
@@ -201,7 +221,7 @@ def _fetch(
                 key=lambda h: -h[1],
             )[: q.weights.candidates]
     missing = {h[0] for hits in dense for h in hits} - records.keys()
-    records.update(c.store.fetch_views(s, list(missing)))
+    records.update(c.store.fetch_rows(s, list(missing)))
 
 
 Ranks = dict[str, dict[str, int]]  # channel -> id -> rank
@@ -211,14 +231,14 @@ def _ranks(
     q: RecallRequest,
     dense: list[tuple[str, float]],
     keyword: list[tuple[str, float]],
-    records: dict[str, RecordView],
+    records: dict[str, Row],
 ) -> Ranks:
     ok = {i for i, _ in (*dense, *keyword) if i in records and _passes(records[i], q)}
     return {
         "dense": ranks_by_score([h for h in dense if h[0] in ok]),
         "keyword": ranks_by_score([h for h in keyword if h[0] in ok]),
-        "recency": ranks_by_score([(i, records[i].occurred_at.timestamp()) for i in ok]),
-        "utility": ranks_by_score([(i, records[i].utility) for i in ok]),
+        "recency": ranks_by_score([(i, records[i][OCCURRED_AT].timestamp()) for i in ok]),
+        "utility": ranks_by_score([(i, records[i][UTILITY]) for i in ok]),
     }
 
 
@@ -226,7 +246,7 @@ def _neighbours(
     c: Components,
     requests: Sequence[RecallRequest],
     ranks: list[Ranks],
-    records: dict[str, RecordView],
+    records: dict[str, Row],
 ) -> None:
     """Add the neighbour channel to each request's ranks (one store query for the batch);
     newly found neighbours are added to `records`."""
@@ -239,9 +259,9 @@ def _neighbours(
         return
     with c.store.read() as s:
         found = records_at(s, wanted)
-    by_position: dict[Position, list[RecordView]] = {}
+    by_position: dict[Position, list[Row]] = {}
     for r in found:
-        records.setdefault(r.id, r)
+        records.setdefault(r[ID], r)
         by_position.setdefault(position(r), []).append(r)  # type: ignore[arg-type]
     for i, top in tops.items():
         q = requests[i]
@@ -263,12 +283,12 @@ def _hits(
     q: RecallRequest,
     fused: list[tuple[str, float]],
     ranks: Ranks,
-    records: dict[str, RecordView],
+    records: dict[str, Row],
 ) -> list[RecallHit]:
     if not passes_gate(fused, q.weights, q.min_score):
         return []
     chosen = apply_budget(
-        fused, k=q.k, token_budget=q.token_budget, text_of=lambda item: records[item[0]].content
+        fused, k=q.k, token_budget=q.token_budget, text_of=lambda item: records[item[0]][CONTENT]
     )
     return [_to_hit(records[i], score, ranks) for i, score in chosen]
 
@@ -276,23 +296,23 @@ def _hits(
 _RANKED = set(ChannelRanks.model_fields)
 
 
-def _to_hit(r: RecordView, score: float, ranks: Ranks) -> RecallHit:
+def _to_hit(r: Row, score: float, ranks: Ranks) -> RecallHit:
     return RecallHit(
-        id=r.id,
-        namespace=r.namespace,
-        level=Level(r.level),
-        kind=r.kind,
-        content=r.content,
-        title=r.title,
-        tags=list(r.tags),
-        metadata=dict(r.meta),
+        id=r[ID],
+        namespace=r[NAMESPACE],
+        level=Level(r[LEVEL]),
+        kind=r[KIND],
+        content=r[CONTENT],
+        title=r[TITLE],
+        tags=list(r[TAGS]),
+        metadata=dict(r[META]),
         score=score,
-        ranks=ChannelRanks(**{c: ranks[c].get(r.id) for c in ranks if c in _RANKED}),
-        provenance=Provenance(source=r.source, step=r.step, role=r.role, trust=r.trust),
-        created_at=r.created_at,
-        occurred_at=r.occurred_at,
-        utility=r.utility,
-        doc_id=r.doc_id,
+        ranks=ChannelRanks(**{c: ranks[c].get(r[ID]) for c in ranks if c in _RANKED}),
+        provenance=Provenance(source=r[SOURCE], step=r[STEP], role=r[ROLE], trust=r[TRUST]),
+        created_at=r[CREATED_AT],
+        occurred_at=r[OCCURRED_AT],
+        utility=r[UTILITY],
+        doc_id=r[DOC_ID],
     )
 
 
@@ -300,7 +320,7 @@ async def recall_batch(c: Components, requests: Sequence[RecallRequest]) -> list
     """The keyword channel in one worker thread; in another, the query embedding and then
     everything after it (`_embed_and_finish`): one thread hop on the critical path, not three."""
     start = time.perf_counter()
-    keyword: Future[tuple[Hits, dict[str, RecordView]]] = Future()
+    keyword: Future[tuple[Hits, dict[str, Row]]] = Future()
     # submitted before the thread that waits for it (the executor's queue is FIFO), and it
     # never waits itself: the wait below always ends
     asyncio.get_running_loop().run_in_executor(None, _settle, keyword, _keyword, c, requests)
@@ -317,7 +337,7 @@ def _settle(future: Future[Any], fn: Callable[..., Any], *args: Any) -> None:
 def _embed_and_finish(
     c: Components,
     requests: Sequence[RecallRequest],
-    keyword: Future[tuple[Hits, dict[str, RecordView]]],
+    keyword: Future[tuple[Hits, dict[str, Row]]],
     start: float,
 ) -> list[RecallResult]:
     """Everything from the query embedding on, in one worker thread: embed → dense (while the

@@ -174,6 +174,27 @@ class RecordView(NamedTuple):
 
 VIEW_COLUMNS = tuple(getattr(MemoryRecord, name) for name in RecordView._fields)
 
+Row = tuple[Any, ...]
+"""A record view as the recall path reads it: a `RecordView`, or the plain tuple of its values
+that the view cache keeps. Recall reads its ~100 candidates per query as the cache's own tuples,
+by position (the constants below): building a view per candidate cost ~1 µs, and a batch's views
+lived long enough to be promoted through the collector's generations (half of what a batch of
+64 promoted at 100k items); a NamedTuple's attribute is also a property call."""
+
+(
+    ID, NAMESPACE, LEVEL, KIND, TITLE, CONTENT, DOC_ID, CHUNK_INDEX, TAGS, META, STATUS,
+    CREATED_AT, OCCURRED_AT, VALID_FROM, VALID_TO, SOURCE, STEP, ROLE, TRUST, UTILITY,
+) = (RecordView._fields.index(name) for name in (
+    "id", "namespace", "level", "kind", "title", "content", "doc_id", "chunk_index", "tags",
+    "meta", "status", "created_at", "occurred_at", "valid_from", "valid_to", "source", "step",
+    "role", "trust", "utility",
+))  # fmt: skip
+
+
+def as_view(row: Row) -> RecordView:
+    """The `RecordView` of a row (itself if it is one)."""
+    return row if type(row) is RecordView else tuple.__new__(RecordView, row)  # type: ignore[type-var]
+
 
 _VIEW_NAMES = list(RecordView._fields)
 _DATETIMES = {

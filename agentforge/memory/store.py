@@ -36,7 +36,9 @@ from agentforge.memory.records import (
     Operation,
     RecallLog,
     RecordView,
+    Row,
     ToolRecord,
+    as_view,
     utcnow,
     view_from_raw,
     views,
@@ -346,8 +348,13 @@ class SQLStore:
         return {r.id: r for r in rows}
 
     def fetch_views(self, session: Session, ids: Sequence[str]) -> dict[str, RecordView]:
-        """Read-only views of records by id (no embedding, no ORM objects): the recall path.
-        On SQLite through the view cache (exact for the session's snapshot, see view_cache)."""
+        """Read-only views of records by id (no embedding, no ORM objects)."""
+        return {i: as_view(row) for i, row in self.fetch_rows(session, ids).items()}
+
+    def fetch_rows(self, session: Session, ids: Sequence[str]) -> dict[str, Row]:
+        """`fetch_views` as the recall path reads them: views, or the view cache's own tuples
+        of their values (see `records.Row`). On SQLite through the view cache (exact for the
+        session's snapshot, see view_cache)."""
         if not ids:
             return {}
         conn = session.connection()
@@ -355,7 +362,7 @@ class SQLStore:
             stmt = select(*VIEW_COLUMNS).where(col(MemoryRecord.id).in_(list(ids)))
             return {v.id: v for v in views(conn.execute(stmt))}
 
-        def load(missing: list[str]) -> dict[str, RecordView]:
+        def load(missing: list[str]) -> dict[str, Row]:
             # the driver directly: 5-10x less Python per row, and plain tuples (SQLAlchemy's
             # Row objects stay tracked by the garbage collector; a batch's promoted ones set
             # off full collections)

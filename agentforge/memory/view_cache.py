@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from agentforge.memory.records import VIEW_SQL_COLUMNS, RecordView, view_from_raw
+from agentforge.memory.records import VIEW_SQL_COLUMNS, Row, view_from_raw
 
 DEFAULT_SIZE = 200_000  # views kept (~1 KB each)
 CLEAR_AFTER = 65_536  # more unapplied log entries than this: drop every view instead
@@ -37,7 +37,7 @@ PASS_EVERY = 5.0  # seconds between the end of a preload pass and the start of t
 
 log = logging.getLogger(__name__)
 
-Loader = Callable[[list[str]], dict[str, RecordView]]
+Loader = Callable[[list[str]], dict[str, Row]]
 
 
 def _log_head(conn: Any) -> int:
@@ -46,12 +46,8 @@ def _log_head(conn: Any) -> int:
     return int(raw.execute("SELECT max(id) FROM memory_view_log").fetchone()[0] or 0)
 
 
-def _as_row(view: RecordView) -> tuple[Any, ...]:
+def _as_row(view: Row) -> Row:
     return tuple(view)  # a plain tuple: the collector never untracks a NamedTuple
-
-
-def _as_view(row: tuple[Any, ...]) -> RecordView:
-    return tuple.__new__(RecordView, row)  # type: ignore[type-var]
 
 
 class ViewCache:
@@ -71,10 +67,11 @@ class ViewCache:
         self.hits = 0
         self.misses = 0
 
-    def fetch(self, conn: Any, ids: Sequence[str], load: Loader) -> dict[str, RecordView]:
-        """Views of `ids` as `conn`'s snapshot holds them; `load` reads the missing ones."""
+    def fetch(self, conn: Any, ids: Sequence[str], load: Loader) -> dict[str, Row]:
+        """Rows of `ids` as `conn`'s snapshot holds them: the cache's own tuples (shared, never
+        copied), and the views `load` reads of the missing ones."""
         head = _log_head(conn)
-        out: dict[str, RecordView] = {}
+        out: dict[str, Row] = {}
         missing: list[str] = []
         with self._lock:
             if self._seen is None or head > self._seen:
@@ -85,7 +82,7 @@ class ViewCache:
                 if row is None:
                     missing.append(i)
                 else:
-                    out[i] = _as_view(row)
+                    out[i] = row
             self.hits += len(out)
             self.misses += len(missing)
         if not missing:

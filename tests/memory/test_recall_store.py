@@ -18,7 +18,13 @@ from agentforge.memory.engine import Memory
 from agentforge.memory.index import NumpyVectorIndex
 from agentforge.memory.neighbours import records_at
 from agentforge.memory.recall_log_write import RecallEntry
-from agentforge.memory.records import VIEW_SQL_COLUMNS, RecallLog, RecordView, view_from_raw
+from agentforge.memory.records import (
+    VIEW_SQL_COLUMNS,
+    RecallLog,
+    RecordView,
+    as_view,
+    view_from_raw,
+)
 from agentforge.memory.store import SQLStore
 from agentforge.types import MemoryInput, Provenance
 
@@ -235,6 +241,10 @@ def test_cached_views_of_plain_records_leave_the_garbage_collector(tmp_path: Pat
             gc.collect()
         assert not gc.is_tracked(cache._views[plain])
         assert gc.is_tracked(cache._views[nested])  # a list inside: it must stay tracked
+        with memory.c.store.read() as s:  # recall reads the cache's own tuples: no new object
+            rows = memory.c.store.fetch_rows(s, [plain])
+        assert rows[plain] is cache._views[plain] and type(rows[plain]) is tuple
+        assert as_view(rows[plain]) == first[plain]
     finally:
         memory.close()
 
