@@ -45,6 +45,8 @@ K1 = 1.2
 B = 0.75
 IDF_FLOOR = 1e-6
 _WEIGHT = dict(zip(FTS_COLUMNS, COLUMN_WEIGHTS, strict=True))
+if min(COLUMN_WEIGHTS) <= 0:  # `_scores` tells a row's first match by its score still at 0
+    raise ValueError(f"column weights must be positive: {COLUMN_WEIGHTS}")
 _STEM_CACHE_MAX = 50_000
 _NOTHING = (np.empty(0, np.int64), np.empty(0, np.float64))
 
@@ -130,7 +132,6 @@ class KeywordIndex(LogFollower):
         self._gen = np.zeros(1024, np.int64)  # current generation of each seq
         self._length = np.zeros(1024, np.float64)  # tokens of each indexed seq, 0 if none
         self._acc = np.zeros(0, np.float64)  # scratch for `_scores`: zero between searches
-        self._seen_row = np.zeros(0, bool)  # scratch for `_scores`: False between searches
         self._contributions: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # see _contribution
         self._cached_postings = 0
         self._rows = 0
@@ -163,34 +164,31 @@ class KeywordIndex(LogFollower):
 
     def _scores(self, stems: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
         """(seqs, scores) of every live row matching a stem; one phrase per stem, as FTS5.
-        Summed in scratch arrays touched only where a stem matches (lock held): no pass over
+        Summed in a scratch array touched only where a stem matches (lock held): no pass over
         every row per stem."""
         if self._rows == 0:
             return None
         if len(self._acc) < len(self._gen):
             self._acc = np.zeros(len(self._gen), np.float64)
-            self._seen_row = np.zeros(len(self._gen), bool)
-        acc, seen = self._acc, self._seen_row
+        acc = self._acc
         parts: list[np.ndarray] = []
         try:
             for stem in stems:
                 docs, contribution = self._contribution(stem)
                 if not len(docs):
                     continue
-                acc[docs] += contribution
-                new = docs[~seen[docs]]
-                seen[new] = True
-                parts.append(new)
-        except BaseException:  # keep the scratch arrays zero for the next search
+                before = acc[docs]
+                acc[docs] = before + contribution
+                parts.append(docs[before == 0.0])  # rows no stem before matched: contributions
+                # are positive (idf is floored above 0, column weights are positive)
+        except BaseException:  # keep the scratch array zero for the next search
             acc[:] = 0.0
-            seen[:] = False
             raise
         if not parts:
             return None
         seqs = np.concatenate(parts)
         scores = acc[seqs]  # a copy (fancy indexing)
         acc[seqs] = 0.0
-        seen[seqs] = False
         return seqs, scores
 
     def _contribution(self, stem: str) -> tuple[np.ndarray, np.ndarray]:

@@ -52,10 +52,43 @@ class RowFilter:
         kinds: Sequence[str] | None,
     ) -> list[tuple[str, float]]:
         """The best `n` scored rows (ties by seq) that are active, in `namespace` and of one of
-        the `levels` / `kinds` (when given)."""
+        the `levels` / `kinds` (when given).
+
+        The filters first read only the few best rows (`top_candidates`): when n of those pass,
+        the n best passing rows are among them; else every row is filtered."""
         code = self._codes["namespace"].get(namespace)
         if code is None or n <= 0 or not len(seqs):
             return []
+        found = None
+        if n < len(scores):
+            top = top_candidates(scores, n)
+            found = self._passing(seqs[top], scores[top], code, levels, kinds)
+            if len(found[0]) < n:
+                found = None
+        if found is None:
+            seqs, scores = self._passing(seqs, scores, code, levels, kinds)
+            if n < len(scores):
+                top = top_candidates(scores, n)
+                seqs, scores = seqs[top], scores[top]
+        else:
+            seqs, scores = found
+        order = np.lexsort((seqs, -scores))[:n]
+        ids = self._ids
+        return [
+            (ids[seq], score)  # type: ignore[misc]
+            for seq, score in zip(seqs[order].tolist(), scores[order].tolist(), strict=True)
+        ]
+
+    def _passing(
+        self,
+        seqs: np.ndarray,
+        scores: np.ndarray,
+        code: int,
+        levels: Sequence[str] | None,
+        kinds: Sequence[str] | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The rows (and their scores) that are active, in namespace `code` and of the levels
+        and kinds (when given)."""
         inside = seqs < len(self._ns)
         seqs, scores = seqs[inside], scores[inside]
         ok = (self._ns[seqs] == code) & self._active[seqs]
@@ -63,16 +96,7 @@ class RowFilter:
             if wanted:
                 codes = [c for w in wanted if (c := self._codes[name].get(w)) is not None]
                 ok &= np.isin(column[seqs], codes)
-        seqs, scores = seqs[ok], scores[ok]
-        if n < len(scores):
-            top = top_candidates(scores, n)
-            seqs, scores = seqs[top], scores[top]
-        order = np.lexsort((seqs, -scores))[:n]
-        ids = self._ids
-        return [
-            (ids[seq], score)  # type: ignore[misc]
-            for seq, score in zip(seqs[order].tolist(), scores[order].tolist(), strict=True)
-        ]
+        return seqs[ok], scores[ok]
 
     def _code(self, column: str, value: str) -> int:
         codes = self._codes[column]

@@ -14,7 +14,7 @@ from sqlalchemy import delete, update
 from sqlmodel import col
 
 from agentforge.memory import bm25
-from agentforge.memory.bm25_rows import top_candidates
+from agentforge.memory.bm25_rows import RowFilter, top_candidates
 from agentforge.memory.embedders import HashEmbedder
 from agentforge.memory.engine import Memory
 from agentforge.memory.index import NumpyVectorIndex
@@ -44,6 +44,7 @@ def _queries(seed: int) -> list[str]:
     return [" ".join(rng.sample(WORDS, rng.randint(1, 5))) for _ in range(40)] + [
         "How do I export the invoices?",
         "the runner's exported orders",
+        "export export invoices",
         "nothing here matches zzz",
     ]
 
@@ -244,3 +245,34 @@ def test_top_candidates_hold_the_n_best_and_their_ties(size: int) -> None:
             assert set(np.flatnonzero(scores >= nth).tolist()) <= found
             if size >= 1000:  # a cut from the sample, not all the scores
                 assert len(found) < size // 10
+
+
+def test_best_equals_filtering_everything_then_sorting() -> None:
+    """`RowFilter.best` filters only the best few rows when enough of them pass, else all."""
+    rng = random.Random(15)
+    rows = RowFilter()
+    spaces, levels, kinds = ("a", "b", "c"), ("episode", "insight"), ("k0", "k1", "k2")
+    table = {
+        seq: (rng.choice(spaces), rng.random() < 0.9, rng.choice(levels), rng.choice(kinds))
+        for seq in range(1, 3000)
+    }
+    rows.set_rows(
+        (seq, f"id{seq}", ns, "active" if on else "forgotten", level, kind)
+        for seq, (ns, on, level, kind) in table.items()
+    )
+    for trial in range(60):
+        seqs = np.array(rng.sample(sorted(table), rng.randint(1, 2500)), np.int64)
+        scores = np.array([float(rng.randint(0, 40)) for _ in seqs])  # many ties
+        ns, n = rng.choice(spaces), rng.choice([1, 5, 25, 60, 400])
+        want_levels = [rng.choice(levels)] if trial % 3 == 0 else None
+        want_kinds = [rng.choice(kinds)] if trial % 2 == 0 else None
+        expected = sorted(
+            (-score, seq)
+            for seq, score in zip(seqs.tolist(), scores.tolist(), strict=True)
+            if table[seq][0] == ns
+            and table[seq][1]
+            and (want_levels is None or table[seq][2] in want_levels)
+            and (want_kinds is None or table[seq][3] in want_kinds)
+        )[:n]
+        got = rows.best(seqs, scores, ns, n, want_levels, want_kinds)
+        assert got == [(f"id{seq}", -neg) for neg, seq in expected]
