@@ -365,6 +365,12 @@ def test_onnx_parallel_micro_batches_match_one_worker() -> None:
     np.testing.assert_allclose(rows, serial.encode(texts), atol=1e-6)
     np.testing.assert_allclose(parallel.encode(texts[:20]), rows[:20], atol=1e-6)  # split in 2
     assert serial._pool is None
+    workers = parallel._pool._threads  # type: ignore[attr-defined]
+    assert workers and all(t.is_alive() for t in workers)
+    parallel.close()  # its worker threads end (a closed Memory left two behind)
+    assert parallel._pool is None and not any(t.is_alive() for t in workers)
+    np.testing.assert_allclose(parallel.encode(texts[:20]), rows[:20], atol=1e-6)  # reopens
+    parallel.close()
 
 
 @pytest.mark.integration

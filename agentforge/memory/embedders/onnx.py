@@ -324,6 +324,14 @@ class OnnxEmbedder(Embedder):
             list(self._executor().map(run, chunks))  # list(): re-raise the first failure
         return out
 
+    def close(self) -> None:
+        """Stop the worker threads (after the calls under way); a later `encode` starts new
+        ones."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
             if self._pool is None:
