@@ -255,9 +255,8 @@ def _insert_new(c: Components, records: list[MemoryRecord]) -> list[MemoryRecord
         new = [r for r in records if r.id not in existing]
         if new:
             op = c.store.begin_operation(s, "import", new[0].namespace, items=len(new))
-            for r in new:
-                s.add(r)
-                c.store.record_created(s, op, r, reason="import")
+            s.add_all(new)
+            c.store.records_created(s, op, new, reason="import")
         return new
 
 

@@ -211,12 +211,15 @@ def _persist(
                     valid_to=utcnow(),
                 )
                 changed.append(old)
+        created: list[MemoryRecord] = []  # their history entries go in one INSERT
         for p in new:
             if p.existing_id is not None:
                 continue
             p.record = record = _make_record(namespace, p, model_id)
             if record.key:
                 for old in c.store.active_where(s, namespace, key=record.key):
+                    c.store.records_created(s, op, created)  # history stays in order: undo
+                    created.clear()  # replays it backwards
                     c.store.change(
                         s,
                         op,
@@ -229,8 +232,9 @@ def _persist(
                     )
                     changed.append(old)
             s.add(record)
-            c.store.record_created(s, op, record)
+            created.append(record)
             changed.append(record)
+        c.store.records_created(s, op, created)
     return changed, op.id
 
 

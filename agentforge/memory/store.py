@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Engine, func, insert, update
 from sqlmodel import Session, col, select
 
 from agentforge.errors import MemoryStoreError, NotFoundError
@@ -157,18 +157,30 @@ class SQLStore:
         session.add(op)
         return op
 
-    def record_created(
-        self, session: Session, op: Operation, record: MemoryRecord, reason: str = ""
+    def records_created(
+        self, session: Session, op: Operation, records: Sequence[MemoryRecord], reason: str = ""
     ) -> None:
-        session.add(
-            HistoryEntry(
-                op_id=op.id,
-                record_id=record.id,
-                namespace=record.namespace,
-                action="create",
-                after={"status": record.status},
-                reason=reason,
-            )
+        """The history's "create" entries of `records`, in order, written now in one INSERT
+        (after the session's pending changes, which it flushes first): a HistoryEntry object
+        per record cost ~0.2 ms to build and flush, a fifth of a retain's write."""
+        if not records:
+            return
+        at = utcnow()
+        session.execute(
+            insert(HistoryEntry),
+            [
+                {
+                    "op_id": op.id,
+                    "record_id": r.id,
+                    "namespace": r.namespace,
+                    "action": "create",
+                    "before": None,
+                    "after": {"status": r.status},
+                    "reason": reason,
+                    "at": at,
+                }
+                for r in records
+            ],
         )
 
     def change(

@@ -182,6 +182,36 @@ def test_undo_of_a_retain_hides_what_it_wrote(memory: Memory) -> None:
     assert memory.recall("fact taken back").hits == []
 
 
+def test_undo_of_a_retain_that_superseded_within_itself_restores_the_old_fact(
+    memory: Memory,
+) -> None:
+    """History keeps the order things happened in, creations written together included: undo
+    replays it backwards (forget what was created, restore what was superseded)."""
+    old = memory.retain("The user lives in Lisbon.", metadata={"key": "user.city"}).ids[0]
+    ids = memory.retain(
+        [
+            MemoryInput(content="A note without a key."),
+            MemoryInput(content="The user lives in Berlin.", metadata={"key": "user.city"}),
+            MemoryInput(content="The user lives in Paris.", metadata={"key": "user.city"}),
+        ]
+    ).ids
+    note, berlin, paris = (memory.c.store.get(i) for i in ids)
+    assert memory.c.store.get(old).status == "superseded" and berlin.status == "superseded"
+    assert paris.status == "active" and note.status == "active"
+    op = memory.operations(limit=1)[0]
+    entries = sorted(memory.history(limit=20), key=lambda e: e.id or 0)
+    assert [(e.record_id, e.action) for e in entries if e.op_id == op.id] == [
+        (note.id, "create"),
+        (old, "supersede"),
+        (berlin.id, "create"),
+        (berlin.id, "supersede"),
+        (paris.id, "create"),
+    ]
+    memory.undo(op.id)
+    assert memory.c.store.get(old).status == "active"
+    assert {memory.c.store.get(i).status for i in ids} == {"forgotten"}
+
+
 def test_keyed_facts_supersede_and_as_of_sees_the_past(memory: Memory) -> None:
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
     t1 = datetime(2025, 1, 1, tzinfo=UTC)
