@@ -194,7 +194,7 @@ class KeywordIndex(LogFollower):
     def _contribution(self, stem: str) -> tuple[np.ndarray, np.ndarray]:
         """The live rows matching `stem` and what it adds to each one's score (lock held).
         Cached until the index next changes: a batch of queries shares its common stems, and
-        the postings' filtering and the BM25 term arithmetic were half of a search."""
+        the postings' filtering and the BM25 term arithmetic were half of the scoring."""
         cached = self._contributions.get(stem)
         if cached is not None:
             return cached
