@@ -59,25 +59,34 @@ class RowFilter:
         code = self._codes["namespace"].get(namespace)
         if code is None or n <= 0 or not len(seqs):
             return []
-        found = None
-        if n < len(scores):
-            top = top_candidates(scores, n)
-            found = self._passing(seqs[top], scores[top], code, levels, kinds)
-            if len(found[0]) < n:
-                found = None
-        if found is None:
-            seqs, scores = self._passing(seqs, scores, code, levels, kinds)
-            if n < len(scores):
-                top = top_candidates(scores, n)
-                seqs, scores = seqs[top], scores[top]
-        else:
-            seqs, scores = found
+        seqs, scores = self._best_passing(seqs, scores, n, code, levels, kinds)
         order = np.lexsort((seqs, -scores))[:n]
         ids = self._ids
         return [
             (ids[seq], score)  # type: ignore[misc]
             for seq, score in zip(seqs[order].tolist(), scores[order].tolist(), strict=True)
         ]
+
+    def _best_passing(
+        self,
+        seqs: np.ndarray,
+        scores: np.ndarray,
+        n: int,
+        code: int,
+        levels: Sequence[str] | None,
+        kinds: Sequence[str] | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A few passing rows that hold the n best passing ones (ties included), unsorted."""
+        if n < len(scores):
+            top = top_candidates(scores, n)
+            found = self._passing(seqs[top], scores[top], code, levels, kinds)
+            if len(found[0]) >= n:
+                return found
+        seqs, scores = self._passing(seqs, scores, code, levels, kinds)
+        if n < len(scores):
+            top = top_candidates(scores, n)
+            return seqs[top], scores[top]
+        return seqs, scores
 
     def _passing(
         self,
