@@ -50,17 +50,22 @@ class FusionWeights:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-_SCORE = itemgetter(1)
+_KEY, _SCORE = itemgetter(0), itemgetter(1)
 
 
 def ranks_by_score(scored: Iterable[tuple[str, float]]) -> dict[str, int]:
-    """Competition ranks (1, 1, 3, …) of ids by descending score."""
-    ordered = sorted(scored, key=_SCORE, reverse=True)  # stable, like a key of -score
+    """Competition ranks (1, 1, 3, …) of ids by descending score (numbers, not NaN); a score
+    within `isclose` of the first score of its tie shares that tie's rank."""
+    items = sorted(scored, key=_SCORE, reverse=True)  # stable, like a key of -score
+    if not items or items[0][1] == items[-1][1]:  # one score (e.g. utility before any use)
+        return dict.fromkeys(map(_KEY, items), 1)
     ranks: dict[str, int] = {}
     previous: float | None = None
     rank = 0
-    for position, (key, score) in enumerate(ordered, start=1):
-        if previous is None or not math.isclose(score, previous, rel_tol=1e-9, abs_tol=1e-12):
+    for position, (key, score) in enumerate(items, start=1):
+        if score != previous and (
+            previous is None or not math.isclose(score, previous, rel_tol=1e-9, abs_tol=1e-12)
+        ):
             rank = position
             previous = score
         ranks[key] = rank
@@ -70,17 +75,39 @@ def ranks_by_score(scored: Iterable[tuple[str, float]]) -> dict[str, int]:
 def fuse(
     channel_ranks: Mapping[str, Mapping[str, int]], weights: FusionWeights
 ) -> list[tuple[str, float]]:
-    """Weighted RRF: score(id) = sum over channels of w_c / (rrf_k + rank_c(id)).
+    """Weighted RRF: score(id) = sum over channels of w_c / (rrf_k + rank_c(id)), best first.
 
     A channel whose every candidate shares one rank carries no information and is skipped.
     """
+    return ordered(fused_scores(channel_ranks, weights))
+
+
+def fused_scores(
+    channel_ranks: Mapping[str, Mapping[str, int]], weights: FusionWeights
+) -> dict[str, float]:
+    """`fuse`'s scores, unordered: a dict that `add_channel` can extend."""
     scores: dict[str, float] = {}
     for channel, ranks in channel_ranks.items():
-        weight = getattr(weights, channel)
-        if weight == 0 or not ranks or (len(set(ranks.values())) == 1 and len(ranks) > 1):
-            continue
-        for key, rank in ranks.items():
-            scores[key] = scores.get(key, 0.0) + weight / (weights.rrf_k + rank)
+        add_channel(scores, channel, ranks, weights)
+    return scores
+
+
+def add_channel(
+    scores: dict[str, float], channel: str, ranks: Mapping[str, int], weights: FusionWeights
+) -> None:
+    """Add one more channel's terms to `fused_scores` (in place): the same scores, in the same
+    order, as fusing with that channel last."""
+    weight = getattr(weights, channel)
+    if weight == 0 or not ranks or (len(ranks) > 1 and len(set(ranks.values())) == 1):
+        return
+    rrf_k = weights.rrf_k
+    get = scores.get
+    for key, rank in ranks.items():
+        scores[key] = get(key, 0.0) + weight / (rrf_k + rank)
+
+
+def ordered(scores: Mapping[str, float]) -> list[tuple[str, float]]:
+    """(id, score) best first; equal scores keep the order they were added in."""
     return sorted(scores.items(), key=_SCORE, reverse=True)
 
 

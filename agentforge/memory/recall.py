@@ -1,6 +1,6 @@
 """`recall`, the hot path: embed (one call for the batch) → channels (dense: one index query per
 namespace/filter group; keyword: BM25) → candidates → filter → fuse → neighbours of the best
-(one store query) → fuse again → budget → log.
+(one store query), added to the first fusion → budget → log.
 
 The keyword channel runs in a worker thread and also reads its candidates' records; the query
 embedding and everything after it run in one more worker thread (`_embed_and_finish`).
@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,10 @@ from agentforge.memory.components import Components
 from agentforge.memory.fusion import (
     CHANNELS,
     FusionWeights,
+    add_channel,
     apply_budget,
-    fuse,
+    fused_scores,
+    ordered,
     ranks_by_score,
 )
 from agentforge.memory.index.base import Hits
@@ -56,7 +59,15 @@ from agentforge.memory.records import (
     Row,
 )
 from agentforge.memory.store import blob_to_vector
-from agentforge.types import ChannelRanks, Level, Provenance, RecallHit, RecallResult, Status
+from agentforge.types import (
+    ChannelRanks,
+    Level,
+    Provenance,
+    RecallHit,
+    RecallResult,
+    Status,
+    Trust,
+)
 
 
 @dataclass(frozen=True)
@@ -233,7 +244,13 @@ def _ranks(
     keyword: list[tuple[str, float]],
     records: dict[str, Row],
 ) -> Ranks:
-    ok = {i for i, _ in (*dense, *keyword) if i in records and _passes(records[i], q)}
+    ids = {h[0] for h in dense}
+    ids.update([h[0] for h in keyword])
+    get = records.get
+    if q.as_of is None and not (q.levels or q.kinds or q.tags or q.since or q.until):
+        ok = {i for i in ids if (r := get(i)) is not None and r[STATUS] == _ACTIVE}  # `_passes`
+    else:
+        ok = {i for i in ids if (r := get(i)) is not None and _passes(r, q)}
     return {
         "dense": ranks_by_score([h for h in dense if h[0] in ok]),
         "keyword": ranks_by_score([h for h in keyword if h[0] in ok]),
@@ -246,14 +263,15 @@ def _neighbours(
     c: Components,
     requests: Sequence[RecallRequest],
     ranks: list[Ranks],
+    scores: list[dict[str, float]],
     records: dict[str, Row],
 ) -> None:
-    """Add the neighbour channel to each request's ranks (one store query for the batch);
-    newly found neighbours are added to `records`."""
+    """Add the neighbour channel to each request's ranks and fused scores (one store query for
+    the batch); newly found neighbours are added to `records`."""
     tops: dict[int, list[tuple[str, float]]] = {}
     for i, q in enumerate(requests):
         if q.weights.neighbour > 0 and q.weights.neighbour_of > 0:
-            tops[i] = fuse(ranks[i], q.weights)[: q.weights.neighbour_of]
+            tops[i] = ordered(scores[i])[: q.weights.neighbour_of]
     wanted = {p for top in tops.values() for hit, _ in top for p in adjacent(records[hit])}
     if not wanted:
         return
@@ -265,10 +283,11 @@ def _neighbours(
         by_position.setdefault(position(r), []).append(r)  # type: ignore[arg-type]
     for i, top in tops.items():
         q = requests[i]
-        scores = neighbour_scores(top, records, by_position)
+        near = neighbour_scores(top, records, by_position)
         ranks[i]["neighbour"] = ranks_by_score(
-            (j, v) for j, v in scores.items() if _passes(records[j], q)
+            (j, v) for j, v in near.items() if _passes(records[j], q)
         )
+        add_channel(scores[i], "neighbour", ranks[i]["neighbour"], q.weights)
 
 
 LOGGED_CANDIDATES = 30  # best fused candidates whose channel ranks the recall log keeps
@@ -276,7 +295,12 @@ LOGGED_CANDIDATES = 30  # best fused candidates whose channel ranks the recall l
 
 def logged_ranks(fused: Sequence[tuple[str, float]], ranks: Ranks) -> dict[str, dict[str, int]]:
     """{id: {channel: rank}} of the best fused candidates, for tuning the weights offline."""
-    return {i: {c: r[i] for c, r in ranks.items() if i in r} for i, _ in fused[:LOGGED_CANDIDATES]}
+    out: dict[str, dict[str, int]] = {i: {} for i, _ in fused[:LOGGED_CANDIDATES]}
+    for channel, by_id in ranks.items():  # channels outside: ~40% less than a dict per id
+        for i, entry in out.items():
+            if i in by_id:
+                entry[channel] = by_id[i]
+    return out
 
 
 def _hits(
@@ -294,21 +318,29 @@ def _hits(
 
 
 _RANKED = set(ChannelRanks.model_fields)
+_LEVELS = {level.value: level for level in Level}  # a dict lookup, not an enum call per hit
+
+
+@lru_cache(maxsize=4096)
+def _provenance(source: str | None, step: int | None, role: str | None, trust: str) -> Provenance:
+    """Shared by the hits of records that came from the same place (a Provenance is frozen)."""
+    return Provenance(source=source, step=step, role=role, trust=Trust(trust))
 
 
 def _to_hit(r: Row, score: float, ranks: Ranks) -> RecallHit:
+    rid = r[ID]
     return RecallHit(
-        id=r[ID],
+        id=rid,
         namespace=r[NAMESPACE],
-        level=Level(r[LEVEL]),
+        level=_LEVELS[r[LEVEL]],
         kind=r[KIND],
         content=r[CONTENT],
         title=r[TITLE],
         tags=list(r[TAGS]),
         metadata=dict(r[META]),
         score=score,
-        ranks=ChannelRanks(**{c: ranks[c].get(r[ID]) for c in ranks if c in _RANKED}),
-        provenance=Provenance(source=r[SOURCE], step=r[STEP], role=r[ROLE], trust=r[TRUST]),
+        ranks=ChannelRanks(**{c: ranks[c].get(rid) for c in ranks if c in _RANKED}),
+        provenance=_provenance(r[SOURCE], r[STEP], r[ROLE], r[TRUST]),
         created_at=r[CREATED_AT],
         occurred_at=r[OCCURRED_AT],
         utility=r[UTILITY],
@@ -348,8 +380,9 @@ def _embed_and_finish(
         keyword_hits, records = keyword.result()
         _fetch(c, s, requests, vectors, dense, records)
     ranks = [_ranks(q, dense[i], keyword_hits[i], records) for i, q in enumerate(requests)]
-    _neighbours(c, requests, ranks, records)
-    fused = [fuse(ranks[i], q.weights) for i, q in enumerate(requests)]
+    scores = [fused_scores(ranks[i], q.weights) for i, q in enumerate(requests)]
+    _neighbours(c, requests, ranks, scores, records)  # the first fusion gets its channel added
+    fused = [ordered(s) for s in scores]
     results = [
         RecallResult(
             query=q.query, namespace=q.namespace, hits=_hits(q, fused[i], ranks[i], records)
