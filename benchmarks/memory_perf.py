@@ -46,7 +46,7 @@ TARGET_CLI = 0.5  # s, `agentforge --help`
 class Plan:
     sizes: tuple[int, ...]
     queries: int = 300  # cold sequential recalls (then the same again, warm)
-    rounds: int = 5  # concurrency rounds, fresh queries each
+    rounds: int = 11  # concurrency rounds, fresh queries each (see the README)
     concurrency: int = 64
     warmup: int = 20
     phase_queries: int = 50
@@ -761,7 +761,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory_perf", description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=300, help="cold sequential recalls")
-    parser.add_argument("--rounds", type=int, default=5, help="concurrency rounds")
+    parser.add_argument("--rounds", type=int, default=11, help="concurrency rounds")
     parser.add_argument("--baseline-sample", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
