@@ -175,6 +175,17 @@ async def test_navigation_and_corrections(site: str, ctx: ToolContext) -> None:
     assert "HTTP 404" in missing and 'text "no such page"' in missing
 
 
+async def test_a_goto_after_a_failed_one_opens_the_page(site: str) -> None:
+    """Leaving Chromium's error page restarts the navigation, which Playwright reports as
+    interrupted (about one goto in four here); goto waits for that navigation, then goes again."""
+    async with BrowserSession(timeout_s=5) as session:
+        for _ in range(8):
+            with pytest.raises(Retry, match="could not open"):
+                await session.goto("http://127.0.0.1:9/")
+            page = await session.goto(f"{site}/nope")
+            assert "HTTP 404" in page and 'text "no such page"' in page
+
+
 async def test_shipped_skills_replay(site: str, ctx: ToolContext) -> None:
     skills = {s.name: s for s in discover_skills(SKILLS)}
     tools = ToolRegistry(default_tools(["browser"]))

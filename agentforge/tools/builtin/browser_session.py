@@ -39,6 +39,8 @@ _SAME_TAB_JS = """document.addEventListener('click', (e) => {
 }, true);"""
 _TEXT_ROLES = ("textbox", "combobox")
 _CLICK_ROLES = ("button", "link", "checkbox", "radio", "clickable", "tab", "menuitem", "option")
+_ERROR_PAGE = "chrome-error://"  # where Chromium shows a navigation that failed
+GOTO_ATTEMPTS = 3  # a goto reported as interrupted by another navigation is tried again
 
 
 def find_chromium(explicit: str | None = None) -> str:
@@ -194,14 +196,18 @@ class BrowserSession:
 
     async def goto(self, url: str) -> str:
         url = self._check_url(url)
-        for attempt in range(2):
+        for attempt in range(GOTO_ATTEMPTS):
             try:
                 response = await self.page.goto(url, wait_until="domcontentloaded")
                 break
             except Exception as exc:
+                if attempt + 1 < GOTO_ATTEMPTS and "interrupted by another navigation" in str(exc):
+                    # Leaving Chromium's error page (after a failed goto) restarts the
+                    # navigation, which Playwright reports as interrupted: wait until the page
+                    # is off the error page, then go again for the response (its HTTP status)
+                    await self._settle_off_error_page()
+                    continue
                 await self._settle()  # let Chromium's error page finish loading
-                if attempt == 0 and "interrupted by another navigation" in str(exc):
-                    continue  # a previous failed navigation was still ending
                 raise Retry(f"could not open {url}: {_first_line(exc)}") from None
         if response is not None and response.status >= 400:
             self._notes.append(f"HTTP {response.status} {response.status_text}".strip())
@@ -324,6 +330,14 @@ class BrowserSession:
     async def _settle(self) -> None:
         with contextlib.suppress(Exception):  # a slow page is still observed as it is
             await self.page.wait_for_load_state("domcontentloaded", timeout=self.timeout_ms)
+
+    async def _settle_off_error_page(self) -> None:
+        with contextlib.suppress(Exception):  # then the next goto reports what is wrong
+            await self.page.wait_for_url(
+                lambda at: not at.startswith(_ERROR_PAGE),
+                wait_until="domcontentloaded",
+                timeout=self.timeout_ms,
+            )
 
     async def _after_action(self) -> str:
         await self._settle()
