@@ -248,7 +248,8 @@ def _ranks(
     ids.update([h[0] for h in keyword])
     get = records.get
     if q.as_of is None and not (q.levels or q.kinds or q.tags or q.since or q.until):
-        ok = {i for i in ids if (r := get(i)) is not None and r[STATUS] == _ACTIVE}  # `_passes`
+        # `_passes` when no filter is set: active only
+        ok = {i for i in ids if (r := get(i)) is not None and r[STATUS] == _ACTIVE}
     else:
         ok = {i for i in ids if (r := get(i)) is not None and _passes(r, q)}
     return {
