@@ -4,6 +4,7 @@ row → view conversion. Their fast forms must give exactly what the plain ones 
 from __future__ import annotations
 
 import gc
+import json
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -281,6 +282,11 @@ def test_the_sqlite_driver_path_writes_the_rows_core_writes(tmp_path: Path) -> N
                 stats = [conn.execute("SELECT recalls, last_recalled_at FROM memory WHERE id = ?",
                                       (i,)).fetchone() for i in ids]
             renamed = {a: b for a, b in zip(ids, ["A", "B", "C"], strict=True)}
+            logs = [  # the JSON columns as values: orjson writes them without spaces
+                tuple(json.loads(v) if n in _JSON_COLUMNS and v is not None else v
+                      for n, v in zip(_LOG_COLUMNS, row, strict=True))
+                for row in logs
+            ]
             return [tuple(_rename(v, renamed) for v in row) for row in logs], stats
 
         assert raw(fast, fast_ids) == raw(core, core_ids)
@@ -290,8 +296,27 @@ def test_the_sqlite_driver_path_writes_the_rows_core_writes(tmp_path: Path) -> N
         core.close()
 
 
+_LOG_COLUMNS = tuple(c.key for c in RecallLog.__table__.columns)  # type: ignore[attr-defined]
+_JSON_COLUMNS = {"result_ids", "scores", "ranks"}
+
+
 def _rename(value: Any, names: dict[str, str]) -> Any:
     if isinstance(value, str):
         for old, new in names.items():
             value = value.replace(old, new)
+    elif isinstance(value, list):
+        return [_rename(v, names) for v in value]
+    elif isinstance(value, dict):
+        return {_rename(k, names): _rename(v, names) for k, v in value.items()}
     return value
+
+
+def test_the_log_writes_json_values_that_orjson_cannot_take_by_json_dumps() -> None:
+    import numpy as np
+
+    from agentforge.memory.recall_log_write import _json_text
+
+    assert json.loads(_json_text({"a": {"dense": 1}, "ü": [0.1, 2]})) == {
+        "a": {"dense": 1}, "ü": [0.1, 2]}
+    assert _json_text(None) == "null"  # as SQLAlchemy's JSON type stores None
+    assert json.loads(_json_text([np.float64(0.25), 3])) == [0.25, 3]  # a float subclass
