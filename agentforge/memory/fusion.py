@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from operator import itemgetter
+from operator import eq, itemgetter
 from typing import Any
 
 CHANNELS = ("dense", "keyword", "recency", "utility", "neighbour")
@@ -68,6 +68,27 @@ def ranks_by_score(scored: Iterable[tuple[str, float]]) -> dict[str, int]:
         ):
             rank = position
             previous = score
+        ranks[key] = rank
+    return ranks
+
+
+def ranks_by_value(keys: Sequence[str], values: Sequence[Any]) -> dict[str, int]:
+    """Competition ranks of `keys` by their `values` (parallel, of one ordered type: e.g. times),
+    highest first, where only equal values tie. Floats within `isclose` are ties in
+    `ranks_by_score`; for times as timestamps that made records up to ~1.7 s apart equally
+    recent (rel_tol 1e-9 of ~1.7e9 s)."""
+    order = sorted(range(len(keys)), key=values.__getitem__, reverse=True)  # stable
+    ordered_values = [values[j] for j in order]
+    ordered_keys = [keys[j] for j in order]
+    if not order or ordered_values[0] == ordered_values[-1]:
+        return dict.fromkeys(ordered_keys, 1)
+    if not any(map(eq, ordered_values, ordered_values[1:])):  # no ties: ranks are positions
+        return dict(zip(ordered_keys, range(1, len(order) + 1), strict=True))
+    ranks: dict[str, int] = {}
+    rank = 1
+    for position, key in enumerate(ordered_keys, start=1):
+        if ordered_values[position - 1] != ordered_values[rank - 1]:
+            rank = position
         ranks[key] = rank
     return ranks
 

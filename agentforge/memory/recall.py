@@ -31,6 +31,7 @@ from agentforge.memory.fusion import (
     fused_scores,
     ordered,
     ranks_by_score,
+    ranks_by_value,
 )
 from agentforge.memory.index.base import Hits
 from agentforge.memory.neighbours import Position, adjacent, neighbour_scores, position, records_at
@@ -247,16 +248,25 @@ def _ranks(
     ids = {h[0] for h in dense}
     ids.update([h[0] for h in keyword])
     get = records.get
-    if q.as_of is None and not (q.levels or q.kinds or q.tags or q.since or q.until):
-        # `_passes` when no filter is set: active only
-        ok = {i for i in ids if (r := get(i)) is not None and r[STATUS] == _ACTIVE}
-    else:
-        ok = {i for i in ids if (r := get(i)) is not None and _passes(r, q)}
+    # one pass over the candidates' rows: each row's first touch is a cache miss (~100 per
+    # query, scattered over the view cache), a second pass per channel cost about as much again
+    keys: list[str] = []
+    times: list[datetime] = []
+    utilities: list[float] = []
+    unfiltered = q.as_of is None and not (q.levels or q.kinds or q.tags or q.since or q.until)
+    for i in ids:
+        r = get(i)
+        # `_passes` with no filter set: active only
+        if r is not None and (r[STATUS] == _ACTIVE if unfiltered else _passes(r, q)):
+            keys.append(i)
+            times.append(r[OCCURRED_AT])
+            utilities.append(r[UTILITY])
+    ok = set(keys)
     return {
         "dense": ranks_by_score([h for h in dense if h[0] in ok]),
         "keyword": ranks_by_score([h for h in keyword if h[0] in ok]),
-        "recency": ranks_by_score([(i, records[i][OCCURRED_AT].timestamp()) for i in ok]),
-        "utility": ranks_by_score([(i, records[i][UTILITY]) for i in ok]),
+        "recency": ranks_by_value(keys, times),
+        "utility": ranks_by_score(zip(keys, utilities, strict=True)),
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,6 +16,7 @@ from agentforge.memory.fusion import (
     fused_scores,
     ordered,
     ranks_by_score,
+    ranks_by_value,
 )
 from agentforge.memory.recall import LOGGED_CANDIDATES, logged_ranks
 
@@ -67,6 +69,31 @@ def test_ranks_match_the_reference(seed: int) -> None:
     want = reference_ranks(scored)
     assert got == want
     assert list(got) == list(want)  # same order: ties keep their input order
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_ranks_by_value_are_exact_competition_ranks(seed: int) -> None:
+    rng = random.Random(seed)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    n = rng.choice([0, 1, 2, 5, 60, 100])
+    spread = rng.choice([1, 3, 1000])  # few distinct times (many ties) to none
+    times = [start + timedelta(microseconds=rng.randrange(spread)) for _ in range(n)]
+    keys = [f"id{i}" for i in range(n)]
+    got = ranks_by_value(keys, times)
+    # plain: one plus the number of strictly later times; ties in their input order
+    assert got == {k: 1 + sum(u > t for u in times) for k, t in zip(keys, times, strict=True)}
+    by_time_then_input = sorted(zip(times, range(0, -n, -1), keys, strict=True), reverse=True)
+    want_order = [k for _, _, k in by_time_then_input]
+    assert list(got) == want_order
+
+
+def test_recency_ranks_tell_records_a_second_apart() -> None:
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    times = [now, now + timedelta(seconds=1), now]
+    assert ranks_by_value(["a", "b", "c"], times) == {"b": 1, "a": 2, "c": 2}
+    # as timestamps, `ranks_by_score` takes them for one tie
+    as_timestamps = [(k, t.timestamp()) for k, t in zip("abc", times, strict=True)]
+    assert ranks_by_score(as_timestamps) == dict.fromkeys("abc", 1)
 
 
 def test_fusion_skips_uninformative_channels() -> None:
