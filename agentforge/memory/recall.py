@@ -339,23 +339,27 @@ def _provenance(source: str | None, step: int | None, role: str | None, trust: s
 
 
 def _to_hit(r: Row, score: float, ranks: Ranks) -> RecallHit:
+    """A hit validated from one dict, its channel ranks nested (~2.7 µs, where building the
+    ChannelRanks model first cost ~4)."""
     rid = r[ID]
-    return RecallHit(
-        id=rid,
-        namespace=r[NAMESPACE],
-        level=_LEVELS[r[LEVEL]],
-        kind=r[KIND],
-        content=r[CONTENT],
-        title=r[TITLE],
-        tags=list(r[TAGS]),
-        metadata=dict(r[META]),
-        score=score,
-        ranks=ChannelRanks(**{c: ranks[c].get(rid) for c in ranks if c in _RANKED}),
-        provenance=_provenance(r[SOURCE], r[STEP], r[ROLE], r[TRUST]),
-        created_at=r[CREATED_AT],
-        occurred_at=r[OCCURRED_AT],
-        utility=r[UTILITY],
-        doc_id=r[DOC_ID],
+    return RecallHit.model_validate(
+        {
+            "id": rid,
+            "namespace": r[NAMESPACE],
+            "level": _LEVELS[r[LEVEL]],
+            "kind": r[KIND],
+            "content": r[CONTENT],
+            "title": r[TITLE],
+            "tags": list(r[TAGS]),
+            "metadata": dict(r[META]),
+            "score": score,
+            "ranks": {c: ranks[c].get(rid) for c in ranks if c in _RANKED},
+            "provenance": _provenance(r[SOURCE], r[STEP], r[ROLE], r[TRUST]),
+            "created_at": r[CREATED_AT],
+            "occurred_at": r[OCCURRED_AT],
+            "utility": r[UTILITY],
+            "doc_id": r[DOC_ID],
+        }
     )
 
 
