@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -238,6 +238,11 @@ def _fetch(
 
 Ranks = dict[str, dict[str, int]]  # channel -> id -> rank
 
+# Records that happened within a second of a more recent one are as recent as it: the chunks
+# of one retain are microseconds apart, and their order is no sign of recency (weight tuning
+# learned to rank by it when it counted).
+RECENCY_TIE = timedelta(seconds=1)
+
 
 def _ranks(
     q: RecallRequest,
@@ -265,7 +270,7 @@ def _ranks(
     return {
         "dense": ranks_by_score([h for h in dense if h[0] in ok]),
         "keyword": ranks_by_score([h for h in keyword if h[0] in ok]),
-        "recency": ranks_by_value(keys, times),
+        "recency": ranks_by_value(keys, times, within=RECENCY_TIE),
         "utility": ranks_by_score(zip(keys, utilities, strict=True)),
     }
 

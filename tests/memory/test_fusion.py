@@ -18,7 +18,7 @@ from agentforge.memory.fusion import (
     ranks_by_score,
     ranks_by_value,
 )
-from agentforge.memory.recall import LOGGED_CANDIDATES, logged_ranks
+from agentforge.memory.recall import LOGGED_CANDIDATES, RECENCY_TIE, logged_ranks
 
 
 def reference_ranks(scored: list[tuple[str, float]]) -> dict[str, int]:
@@ -71,29 +71,48 @@ def test_ranks_match_the_reference(seed: int) -> None:
     assert list(got) == list(want)  # same order: ties keep their input order
 
 
-@pytest.mark.parametrize("seed", range(30))
-def test_ranks_by_value_are_exact_competition_ranks(seed: int) -> None:
+def reference_value_ranks(
+    keys: list[str], values: list[datetime], within: timedelta | None
+) -> dict[str, int]:
+    """Competition ranks by value, the plain way: a value at most `within` below its tie's
+    first (highest) value shares the tie's rank; ties in their input order."""
+    items = sorted(zip(values, range(0, -len(keys), -1), keys, strict=True), reverse=True)
+    ranks: dict[str, int] = {}
+    first: datetime | None = None
+    rank = 0
+    for position, (value, _, key) in enumerate(items, start=1):
+        if first is None or first - value > (within or timedelta(0)):
+            rank, first = position, value
+        ranks[key] = rank
+    return ranks
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_ranks_by_value_match_the_reference(seed: int) -> None:
     rng = random.Random(seed)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     n = rng.choice([0, 1, 2, 5, 60, 100])
-    spread = rng.choice([1, 3, 1000])  # few distinct times (many ties) to none
-    times = [start + timedelta(microseconds=rng.randrange(spread)) for _ in range(n)]
+    unit = rng.choice([timedelta(microseconds=1), timedelta(milliseconds=300)])
+    spread = rng.choice([1, 3, 20, 1000])  # few distinct times (many ties) to none
+    times = [start + unit * rng.randrange(spread) for _ in range(n)]
     keys = [f"id{i}" for i in range(n)]
-    got = ranks_by_value(keys, times)
-    # plain: one plus the number of strictly later times; ties in their input order
-    assert got == {k: 1 + sum(u > t for u in times) for k, t in zip(keys, times, strict=True)}
-    by_time_then_input = sorted(zip(times, range(0, -n, -1), keys, strict=True), reverse=True)
-    want_order = [k for _, _, k in by_time_then_input]
-    assert list(got) == want_order
+    within = rng.choice([None, timedelta(seconds=1)])
+    got = ranks_by_value(keys, times, within)
+    want = reference_value_ranks(keys, times, within)
+    assert got == want
+    assert list(got) == list(want)  # same order
+    if within is None:  # exact: one plus the number of strictly later times
+        assert got == {k: 1 + sum(u > t for u in times) for k, t in zip(keys, times, strict=True)}
 
 
-def test_recency_ranks_tell_records_a_second_apart() -> None:
+def test_recency_ties_are_records_within_a_second_of_the_ties_newest() -> None:
     now = datetime(2026, 11, 30, 12, tzinfo=UTC)
-    times = [now, now + timedelta(seconds=1), now]
-    assert ranks_by_value(["a", "b", "c"], times) == {"b": 1, "a": 2, "c": 2}
-    # as timestamps, `ranks_by_score` takes them for one tie
-    as_timestamps = [(k, t.timestamp()) for k, t in zip("abc", times, strict=True)]
-    assert ranks_by_score(as_timestamps) == dict.fromkeys("abc", 1)
+    times = [now - timedelta(seconds=s) for s in (0, 0.6, 1.0, 1.2, 5)]
+    assert ranks_by_value(list("abcde"), times, RECENCY_TIE) == dict(a=1, b=1, c=1, d=4, e=5)
+    assert ranks_by_value(list("abcde"), times) == dict(a=1, b=2, c=3, d=4, e=5)
+    # the chunks of one retain, microseconds apart: one tie
+    chunks = [now + timedelta(microseconds=i) for i in range(5)]
+    assert set(ranks_by_value(list("vwxyz"), chunks, RECENCY_TIE).values()) == {1}
 
 
 def test_fusion_skips_uninformative_channels() -> None:
