@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from operator import eq, itemgetter
+from operator import itemgetter
 from typing import Any
 
 CHANNELS = ("dense", "keyword", "recency", "utility", "neighbour")
@@ -72,34 +72,24 @@ def ranks_by_score(scored: Iterable[tuple[str, float]]) -> dict[str, int]:
     return ranks
 
 
-def ranks_by_value(
-    keys: Sequence[str], values: Sequence[Any], within: Any = None
-) -> dict[str, int]:
+def ranks_by_value(keys: Sequence[str], values: Sequence[Any], within: Any) -> dict[str, int]:
     """Competition ranks of `keys` by their `values` (parallel, of one ordered type: e.g. times),
-    highest first. A value at most `within` below the first (highest) value of its tie shares
-    that tie's rank; without `within`, only equal values tie.
-
-    For recency `within` is explicit (`recall.RECENCY_TIE`): as timestamps in
-    `ranks_by_score`, ties came from `isclose` (rel_tol 1e-9 of ~1.7e9 s, ~1.7 s) by accident."""
+    highest first: a value at most `within` below the first (highest) value of its tie shares
+    that tie's rank (`within` zero: equal values only). Recency passes `recall.RECENCY_TIE`;
+    as timestamps in `ranks_by_score`, its ties came from `isclose` (~1.7 s) by accident."""
     order = sorted(range(len(keys)), key=values.__getitem__, reverse=True)  # stable
     ordered_values = [values[j] for j in order]
     ordered_keys = [keys[j] for j in order]
-    if not order or _tied(ordered_values[0], ordered_values[-1], within):
+    if not order or ordered_values[0] - ordered_values[-1] <= within:
         return dict.fromkeys(ordered_keys, 1)
-    if within is None and not any(map(eq, ordered_values, ordered_values[1:])):
-        return dict(zip(ordered_keys, range(1, len(order) + 1), strict=True))  # no ties
     ranks: dict[str, int] = {}
+    first = ordered_values[0]
     rank = 1
-    for position, key in enumerate(ordered_keys, start=1):
-        if not _tied(ordered_values[rank - 1], ordered_values[position - 1], within):
-            rank = position
+    for position, (key, value) in enumerate(zip(ordered_keys, ordered_values, strict=True), 1):
+        if first - value > within:
+            rank, first = position, value
         ranks[key] = rank
     return ranks
-
-
-def _tied(first: Any, value: Any, within: Any) -> bool:
-    """`value` (at most `first`) ties with the tie that `first` starts."""
-    return bool(first == value) if within is None else bool(first - value <= within)
 
 
 def fuse(

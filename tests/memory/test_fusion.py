@@ -72,7 +72,7 @@ def test_ranks_match_the_reference(seed: int) -> None:
 
 
 def reference_value_ranks(
-    keys: list[str], values: list[datetime], within: timedelta | None
+    keys: list[str], values: list[datetime], within: timedelta
 ) -> dict[str, int]:
     """Competition ranks by value, the plain way: a value at most `within` below its tie's
     first (highest) value shares the tie's rank; ties in their input order."""
@@ -81,7 +81,7 @@ def reference_value_ranks(
     first: datetime | None = None
     rank = 0
     for position, (value, _, key) in enumerate(items, start=1):
-        if first is None or first - value > (within or timedelta(0)):
+        if first is None or first - value > within:
             rank, first = position, value
         ranks[key] = rank
     return ranks
@@ -96,12 +96,12 @@ def test_ranks_by_value_match_the_reference(seed: int) -> None:
     spread = rng.choice([1, 3, 20, 1000])  # few distinct times (many ties) to none
     times = [start + unit * rng.randrange(spread) for _ in range(n)]
     keys = [f"id{i}" for i in range(n)]
-    within = rng.choice([None, timedelta(seconds=1)])
+    within = rng.choice([timedelta(0), timedelta(seconds=1)])
     got = ranks_by_value(keys, times, within)
     want = reference_value_ranks(keys, times, within)
     assert got == want
     assert list(got) == list(want)  # same order
-    if within is None:  # exact: one plus the number of strictly later times
+    if not within:  # exact: one plus the number of strictly later times
         assert got == {k: 1 + sum(u > t for u in times) for k, t in zip(keys, times, strict=True)}
 
 
@@ -109,7 +109,7 @@ def test_recency_ties_are_records_within_a_second_of_the_ties_newest() -> None:
     now = datetime(2026, 11, 30, 12, tzinfo=UTC)
     times = [now - timedelta(seconds=s) for s in (0, 0.6, 1.0, 1.2, 5)]
     assert ranks_by_value(list("abcde"), times, RECENCY_TIE) == dict(a=1, b=1, c=1, d=4, e=5)
-    assert ranks_by_value(list("abcde"), times) == dict(a=1, b=2, c=3, d=4, e=5)
+    assert ranks_by_value(list("abcde"), times, timedelta(0)) == dict(a=1, b=2, c=3, d=4, e=5)
     # the chunks of one retain, microseconds apart: one tie
     chunks = [now + timedelta(microseconds=i) for i in range(5)]
     assert set(ranks_by_value(list("vwxyz"), chunks, RECENCY_TIE).values()) == {1}
