@@ -97,6 +97,53 @@ def test_quantize_graph_uses_integer_matmul_with_per_row_scales(tmp_path: Path, 
     np.testing.assert_array_equal(approx, alone)  # a row's result ignores its batch-mates
 
 
+def _fan_out_model(path: Path, opset: int) -> Path:
+    """Three MatMuls of one input (as a layer's query, key and value), then one of another."""
+    rng = np.random.default_rng(2)
+    weights = [rng.normal(size=(16, n)).astype(np.float32) for n in (8, 8, 4)]
+    out = rng.normal(size=(20, 6)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", f"w{i}"], [f"h{i}"]) for i in range(3)]
+    nodes += [
+        helper.make_node("Concat", ["h0", "h1", "h2"], ["h"], axis=-1),
+        helper.make_node("MatMul", ["h", "w_out"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fan_out",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "tokens", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "tokens", 6])],
+        [numpy_helper.from_array(w, f"w{i}") for i, w in enumerate(weights)]
+        + [numpy_helper.from_array(out, "w_out")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("opset", [11, 13, 18])
+def test_matmuls_of_one_input_merge_into_one_with_the_same_numbers(
+    tmp_path: Path, opset: int
+) -> None:
+    source = _fan_out_model(tmp_path / "fan_out.onnx", opset)
+    outputs = {}
+    for merge in (True, False):
+        model = onnx.load(str(source))
+        assert q.quantize_graph(model, merge=merge) == 4
+        ops = [node.op_type for node in model.graph.node]
+        assert ops.count("MatMulInteger") == (2 if merge else 4)
+        assert ops.count("Split") == (1 if merge else 0) and "MatMul" not in ops
+        assert ops.count("Abs") == 2  # each input is quantized once either way
+        assert not {f"w{i}" for i in range(3)} & {t.name for t in model.graph.initializer}
+        onnx.checker.check_model(model)
+        path = tmp_path / f"merge-{merge}.onnx"
+        onnx.save(model, str(path))
+        outputs[merge] = _run(path, _inputs(4))
+    np.testing.assert_array_equal(outputs[True], outputs[False])
+    exact = _run(source, _inputs(4))
+    np.testing.assert_allclose(outputs[True], exact, atol=0.05 * float(np.abs(exact).max()))
+
+
 def test_build_once_then_reuse_from_the_sidecar(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -260,7 +307,8 @@ def test_packaged_model_quantizes_to_integer_matmuls(quantized: OnnxEmbedder, ca
     graph = onnx.load(str(model)).graph
     weights = {t.name for t in graph.initializer}
     ops = [node.op_type for node in graph.node]
-    assert ops.count("MatMulInteger") == meta["quantized_matmuls"] == 36  # 6 layers x 6
+    assert meta["quantized_matmuls"] == 36  # 6 layers x 6
+    assert ops.count("MatMulInteger") == 24 and ops.count("Split") == 6  # q, k, v: one each
     assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
 
 

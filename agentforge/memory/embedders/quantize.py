@@ -10,6 +10,7 @@ weights that are cast to fp32), then every MatMul by a constant 2-D weight becom
 int8 activations, rescaled to fp32. onnxruntime's own `quantize_dynamic` uses one activation scale
 per tensor, so a text's vector would depend on the other texts and the padding of its batch;
 per-row scales keep every text independent of its batch and stay closer to the source.
+MatMuls of one input (query, key, value) share one MatMulInteger (see `quantize_graph`).
 
 A build is checked before use: the fixed sentences below must embed with cosine >= MIN_COSINE to
 the source. A JSON sidecar records the outcome, so a cached model loads without `onnx` and
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Bump when the derivation changes: cached models of other versions are then ignored.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: The derived model is used only if every fidelity sentence has at least this cosine.
 MIN_COSINE = 0.98
 #: Appended to the source's model id: the vectors differ slightly from the source's.
@@ -169,41 +170,70 @@ def fidelity(source: Path, derived: Path, encode: EncodeFn) -> np.ndarray:
     return np.asarray((encode(source, texts) * encode(derived, texts)).sum(axis=1))
 
 
-def quantize_graph(model: ModelProto) -> int:
-    """Rewrite every MatMul by a constant 2-D fp32 weight in place; returns how many."""
+def quantize_graph(model: ModelProto, *, merge: bool = True) -> int:
+    """Rewrite every MatMul by a constant 2-D fp32 weight in place; returns how many.
+
+    With `merge`, MatMuls of one input (a layer's query, key and value) become one
+    MatMulInteger on their weights side by side, split after the rescale: the same numbers
+    (integer products and per-column scales do not mix columns) in 42 fewer nodes for
+    MiniLM-L6. A one-query run is much per-node cost (2 tokens ~0.9 ms, 12 tokens ~2 ms):
+    4% faster at 12 tokens, no change for batches of 8.
+    """
     from onnx import TensorProto, numpy_helper
 
     graph = model.graph
     weights = {t.name: t for t in graph.initializer}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+    def quantizable(node: NodeProto) -> bool:
+        weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
+        return (
+            weight is not None
+            and weight.data_type == TensorProto.FLOAT
+            and len(weight.dims) == 2
+            and node.input[0] not in weights
+        )
+
+    groups: dict[str, list[NodeProto]] = {}  # input -> its quantizable MatMuls, in order
+    for node in graph.node:
+        if quantizable(node):
+            groups.setdefault(node.input[0], []).append(node)
     nodes: list[NodeProto] = []
     rows: dict[str, tuple[str, str]] = {}  # activation -> (uint8 tensor, row scales)
-    done: set[str] = set()
+    added: set[str] = set()  # int8 weights written
+    done: set[str] = set()  # fp32 weights replaced
+    count = 0
     for node in graph.node:
-        weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
-        if (
-            weight is None
-            or weight.data_type != TensorProto.FLOAT
-            or len(weight.dims) != 2
-            or node.input[0] in weights
-        ):
+        if not quantizable(node):
             nodes.append(node)
             continue
         x = node.input[0]
+        members = groups[x] if merge else [node]
+        if node.output[0] != members[0].output[0]:
+            continue  # computed with the first MatMul of its input
         if x not in rows:
             rows[x] = (f"{x}_dq_u8", f"{x}_dq_scale")
             nodes.extend(_quantize_rows(x, *rows[x], opset))
-        name = weight.name
-        if name not in done:
-            values, scales = _quantize_columns(numpy_helper.to_array(weight))
+        name = f"{node.output[0]}_qkv" if len(members) > 1 else node.input[1]
+        arrays = [numpy_helper.to_array(weights[m.input[1]]) for m in members]
+        if name not in added:
+            values, scales = _quantize_columns(np.concatenate(arrays, axis=1))
             graph.initializer.extend(
                 [
                     numpy_helper.from_array(values, f"{name}_dq_int8"),
                     numpy_helper.from_array(scales, f"{name}_dq_scale"),
                 ]
             )
-            done.add(name)
-        nodes.extend(_integer_matmul(node.output[0], *rows[x], name))
+            added.add(name)
+        done.update(m.input[1] for m in members)
+        count += len(members)
+        if len(members) == 1:
+            nodes.extend(_integer_matmul(node.output[0], *rows[x], name))
+            continue
+        merged = f"{node.output[0]}_dq_merged"
+        nodes.extend(_integer_matmul(merged, *rows[x], name))
+        sizes = [w.shape[1] for w in arrays]
+        nodes.append(_split(merged, [m.output[0] for m in members], sizes, opset, graph))
     if not done:
         return 0
     graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in _CONSTANTS.items())
@@ -217,7 +247,18 @@ def quantize_graph(model: ModelProto) -> int:
         graph.initializer.remove(tensor)
     del graph.node[:]
     graph.node.extend(nodes)
-    return sum(1 for node in nodes if node.op_type == "MatMulInteger")
+    return count
+
+
+def _split(x: str, outputs: list[str], sizes: list[int], opset: int, graph: Any) -> NodeProto:
+    """Split `x` along its last axis into `outputs` of `sizes` columns."""
+    from onnx import helper, numpy_helper
+
+    if opset < 13:
+        return helper.make_node("Split", [x], outputs, axis=-1, split=sizes)
+    name = f"{x}_sizes"
+    graph.initializer.append(numpy_helper.from_array(np.array(sizes, dtype=np.int64), name))
+    return helper.make_node("Split", [x, name], outputs, axis=-1)
 
 
 def _quantize_rows(x: str, out: str, scale: str, opset: int) -> Iterator[NodeProto]:
