@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from agentforge.memory.seq_ids import SeqIds
+
 ROW_COLUMNS = "seq, id, namespace, status, level, kind"  # what `set_rows` takes, in order
 
 
@@ -22,7 +24,7 @@ class RowFilter:
         self._level = np.zeros(1024, np.int32)
         self._kind = np.zeros(1024, np.int32)
         self._active = np.zeros(1024, bool)
-        self._ids: list[str | None] = [None] * 1024
+        self._ids = SeqIds()
 
     def set_rows(self, rows: Iterable[Sequence[object]]) -> None:
         """Rows as `ROW_COLUMNS` (their current values)."""
@@ -40,7 +42,7 @@ class RowFilter:
         if seq < len(self._ns):
             self._ns[seq] = -1
             self._active[seq] = False
-            self._ids[seq] = None
+            self._ids.pop(seq)
 
     def best(
         self,
@@ -61,11 +63,7 @@ class RowFilter:
             return []
         seqs, scores = self._best_passing(seqs, scores, n, code, levels, kinds)
         order = np.lexsort((seqs, -scores))[:n]
-        ids = self._ids
-        return [
-            (ids[seq], score)  # type: ignore[misc]
-            for seq, score in zip(seqs[order].tolist(), scores[order].tolist(), strict=True)
-        ]
+        return list(zip(self._ids.names(seqs[order]), scores[order].tolist(), strict=True))
 
     def _best_passing(
         self,
@@ -123,7 +121,6 @@ class RowFilter:
         self._level = np.concatenate([self._level, np.zeros(extra, np.int32)])
         self._kind = np.concatenate([self._kind, np.zeros(extra, np.int32)])
         self._active = np.concatenate([self._active, np.zeros(extra, bool)])
-        self._ids.extend([None] * extra)
 
 
 SAMPLE_STRIDE = 16

@@ -34,6 +34,7 @@ from agentforge.memory import dense_snapshot
 from agentforge.memory.dense_snapshot import SavedGraph
 from agentforge.memory.index.base import Hits
 from agentforge.memory.log_follower import LogFollower
+from agentforge.memory.seq_ids import SeqIds
 
 try:  # an optional fast path: without hnswlib the vector index answers every query
     import hnswlib
@@ -135,7 +136,7 @@ class DenseMirror(LogFollower):
         self._may_build = build
         self._snapshot_head = 0  # log id of the last snapshot saved or loaded
         self._graphs: dict[str, _Graph] = {}
-        self._ids: dict[int, str] = {}  # seq -> record id, of the live labels
+        self._ids = SeqIds()  # seq -> record id, of the live labels
         self._where: dict[int, str] = {}  # seq -> namespace of the graph that holds it
         self._unusable: set[str] = set()  # namespaces whose vectors disagree in dimension
 
@@ -159,10 +160,11 @@ class DenseMirror(LogFollower):
             if found is None:
                 return None
             labels, scores = found
-            ids = self._ids
-            return [  # lists first: iterating numpy scalars cost ~1.5x more
-                [(rid, c) for s, c in zip(row, cos, strict=True) if (rid := ids.get(s)) is not None]
-                for row, cos in zip(labels.tolist(), scores.tolist(), strict=True)
+            return [
+                list(zip(row, cos, strict=True))
+                if None not in row
+                else [(rid, c) for rid, c in zip(row, cos, strict=True) if rid is not None]
+                for row, cos in zip(self._ids.names(labels), scores.tolist(), strict=True)
             ]
 
     # --- building and applying the log --------------------------------------------------------
@@ -205,14 +207,14 @@ class DenseMirror(LogFollower):
     def _load(self, raw: Any, head: int, saved: dict[str, SavedGraph]) -> None:
         graphs = {ns: _Graph.load(entry) for ns, entry in saved.items()}
         where = {seq: ns for ns, graph in graphs.items() for seq in graph.live}
-        ids = dict(raw.execute(f"SELECT seq, id FROM memory WHERE {_LIVE_SQL}").fetchall())
+        ids = SeqIds()
+        for seq, rid in raw.execute(f"SELECT seq, id FROM memory WHERE {_LIVE_SQL}"):
+            ids[seq] = rid
         with self._lock:
             self._graphs, self._ids, self._where, self._unusable = graphs, ids, where, set()
             self._seen = self._snapshot_head = head
 
-    def _from_records(
-        self, raw: Any
-    ) -> tuple[dict[str, _Graph], dict[int, str], dict[int, str], set[str]]:
+    def _from_records(self, raw: Any) -> tuple[dict[str, _Graph], SeqIds, dict[int, str], set[str]]:
         """Graphs of every live record, read in chunks (a 100k store's vectors are 150 MB)."""
         sizes = dict(
             raw.execute(
@@ -220,7 +222,7 @@ class DenseMirror(LogFollower):
             ).fetchall()
         )
         graphs: dict[str, _Graph] = {}
-        ids: dict[int, str] = {}
+        ids = SeqIds()
         where: dict[int, str] = {}
         unusable: set[str] = set()
         cursor = raw.execute(f"SELECT seq, id, namespace, embedding FROM memory WHERE {_LIVE_SQL}")
@@ -242,7 +244,8 @@ class DenseMirror(LogFollower):
                     ids[seq] = rid
                     where[seq] = ns
         for seq in [seq for seq, ns in where.items() if ns in unusable]:
-            del where[seq], ids[seq]
+            del where[seq]
+            ids.pop(seq)
         return graphs, ids, where, unusable
 
     def _save_if_worth(self, raw: Any, store_id: str | None, *, always: bool = False) -> None:
@@ -290,7 +293,7 @@ class DenseMirror(LogFollower):
         ns = self._where.pop(seq, None)
         if ns is not None:
             self._graphs[ns].remove(seq)
-        self._ids.pop(seq, None)
+        self._ids.pop(seq)
 
     def _add(self, live: dict[int, tuple[str, str, bytes]]) -> None:
         by_ns: dict[str, list[int]] = {}
@@ -326,7 +329,7 @@ class DenseMirror(LogFollower):
                 log.info("dense mirror snapshot skipped at close: %s", exc)
         with self._lock:
             self._graphs = {}
-            self._ids = {}
+            self._ids = SeqIds()
             self._where = {}
             self._state = "closed"
 
