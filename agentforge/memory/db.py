@@ -65,6 +65,16 @@ _FTS_DDL = (
     "INSERT INTO memory_view_log(record_id) VALUES (old.id); END",
 )
 
+# PostgreSQL's keyword channel (keyword.py): full text over the same columns, weighted as FTS5's
+# bm25 weights them (content A, title and tags B), kept by the database itself.
+_PG_FTS_DDL = (
+    "ALTER TABLE memory ADD COLUMN IF NOT EXISTS fts tsvector GENERATED ALWAYS AS ("
+    "setweight(to_tsvector('english', coalesce(title, '')), 'B') || "
+    "setweight(to_tsvector('english', content), 'A') || "
+    "setweight(to_tsvector('english', coalesce(tags::text, '')), 'B')) STORED",
+    "CREATE INDEX IF NOT EXISTS ix_memory_fts ON memory USING GIN (fts)",
+)
+
 
 def _sqlite_engine(url: str) -> Engine:
     in_memory = url in {"sqlite://", "sqlite:///:memory:"}
@@ -118,6 +128,10 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def is_postgresql(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
 def is_sqlite_file(engine: Engine) -> bool:
     """SQLite in a database file (not in memory): what the per-process caches need."""
     return is_sqlite(engine) and engine.url.database not in (None, "", ":memory:")
@@ -142,6 +156,9 @@ def _create_schema(engine: Engine) -> None:
         _add_missing_columns(conn)
         if is_sqlite(engine):
             for ddl in _FTS_DDL:
+                conn.execute(text(ddl))
+        elif is_postgresql(engine):
+            for ddl in _PG_FTS_DDL:
                 conn.execute(text(ddl))
         conn.execute(
             text(

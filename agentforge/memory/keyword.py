@@ -1,4 +1,6 @@
-"""Keyword channel: BM25 over SQLite FTS5 (porter stemming), with a stop-word-free OR query."""
+"""Keyword channel: BM25 over SQLite FTS5 (porter stemming), with a stop-word-free OR query;
+on PostgreSQL, its full text search (english stemming) with the same OR query, ranked by
+`ts_rank_cd` (cover density, not BM25)."""
 
 from __future__ import annotations
 
@@ -55,6 +57,8 @@ def keyword_search(
     kinds: Sequence[str] | None = None,
 ) -> list[tuple[str, float]]:
     """Top `n` active records of `namespace` by BM25; scores are positive, higher is better."""
+    if session.connection().dialect.name == "postgresql":
+        return _postgres_search(session, namespace, query, n, levels, kinds)
     match = fts_query(query)
     if match is None:
         return []
@@ -92,6 +96,37 @@ def keyword_search(
         kinds,
         None,
         f" ORDER BY {_BM25}",
+    )
+
+
+# ts_rank_cd's weights of labels D, C, B, A: content (A) 1, title and tags (B) 0.5, as in FTS5
+_PG_RANK = "ts_rank_cd('{0.1, 0.2, 0.5, 1.0}', m.fts, q)"
+
+
+def _postgres_search(
+    session: Session,
+    namespace: str,
+    query: str,
+    n: int,
+    levels: Sequence[str] | None,
+    kinds: Sequence[str] | None,
+) -> list[tuple[str, float]]:
+    """The `memory.fts` column (db.py) matched by any of the query's terms (they are letters and
+    digits only, so they need no quoting in a tsquery)."""
+    terms = query_terms(query)
+    if not terms:
+        return []
+    return _run(
+        session,
+        f"SELECT m.id, {_PG_RANK} FROM memory m, to_tsquery('english', :match) AS q "
+        "WHERE m.fts @@ q AND",
+        " | ".join(terms),
+        namespace,
+        n,
+        levels,
+        kinds,
+        None,
+        f" ORDER BY {_PG_RANK} DESC, m.seq",
     )
 
 

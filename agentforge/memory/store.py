@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from agentforge.errors import MemoryStoreError, NotFoundError
 from agentforge.memory.bm25 import KeywordIndex
-from agentforge.memory.db import is_sqlite, is_sqlite_file, make_engine
+from agentforge.memory.db import is_postgresql, is_sqlite, is_sqlite_file, make_engine
 from agentforge.memory.dense_mirror import DenseMirror, DenseMirrorMode, available
 from agentforge.memory.index.base import Hits
 from agentforge.memory.keyword import keyword_search
@@ -121,7 +121,7 @@ class SQLStore:
 
     @property
     def has_keyword_index(self) -> bool:
-        return is_sqlite(self.engine)
+        return is_sqlite(self.engine) or is_postgresql(self.engine)
 
     def close(self) -> None:
         if self._preload is not None:

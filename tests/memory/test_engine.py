@@ -1,7 +1,7 @@
 """The memory engine's contract, run against every record-store backend (SQLite in memory,
-SQLite file in WAL mode, and PostgreSQL when AGENTFORGE_TEST_POSTGRES_URL names one), with the
-numpy index and the hash embedder: retain, recall, credit, forget, undo, history, supersede,
-as_of, budgets."""
+SQLite file in WAL mode, and PostgreSQL when AGENTFORGE_TEST_POSTGRES_URL names one: a database
+for tests, whose public schema each test drops and recreates), with the numpy index and the hash
+embedder: retain, recall, credit, forget, undo, history, supersede, as_of, budgets."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
 
 from agentforge.errors import InputError, NotFoundError
 from agentforge.memory.embedders import HashEmbedder
@@ -33,10 +34,22 @@ def memory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Memory]:
     else:
         if not POSTGRES_URL:
             pytest.skip("no PostgreSQL server: set AGENTFORGE_TEST_POSTGRES_URL to run")
+        _empty_postgres(POSTGRES_URL)
         store = SQLStore.from_url(POSTGRES_URL)
     m = Memory(store, NumpyVectorIndex(), HashEmbedder())
     yield m
     m.close()
+
+
+def _empty_postgres(url: str) -> None:
+    """Each test starts from an empty database, as the SQLite ones do."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA public")
+    finally:
+        engine.dispose()
 
 
 def contents(result) -> list[str]:
@@ -292,3 +305,29 @@ def test_near_duplicates_merge_restatements_but_never_different_facts() -> None:
         assert other.created == 1 and other.ids != [first]
     finally:
         memory.close()
+
+
+def test_keyword_channel_matches_any_query_word_within_the_filters(memory: Memory) -> None:
+    """FTS5 on SQLite, full text search on PostgreSQL: an OR of the query's words (stemmed),
+    stop words dropped, filters applied."""
+    paris, invoice, *_ = memory.retain(
+        [
+            "Paris is the capital of France.",
+            "The invoices totalled 42 euros.",
+            "Bananas are yellow.",
+            "The train leaves at noon.",
+            "Cats sleep all day.",
+        ]
+    ).ids
+    lisbon = memory.retain(
+        MemoryInput(content="Lisbon is the capital of Portugal.", level=Level.INSIGHT)
+    ).ids[0]
+    keyword = FusionWeights().only("keyword")  # (a channel whose ranks all tie counts for nothing)
+    hits = memory.recall("France capital invoice", weights=keyword).hits
+    assert hits[0].id == paris and {h.id for h in hits} == {paris, invoice, lisbon}
+    assert all(h.ranks.keyword for h in hits)
+    insights = memory.recall("capital", weights=keyword, levels=[Level.INSIGHT]).hits
+    assert [h.id for h in insights] == [lisbon]
+    assert memory.recall("the of and", weights=keyword).hits == []
+    odd = memory.recall("France' | !capital:* & (", weights=keyword).hits  # no syntax leaks
+    assert [h.id for h in odd] == [paris, lisbon]
