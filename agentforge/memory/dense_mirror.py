@@ -208,8 +208,8 @@ class DenseMirror(LogFollower):
         graphs = {ns: _Graph.load(entry) for ns, entry in saved.items()}
         where = {seq: ns for ns, graph in graphs.items() for seq in graph.live}
         ids = SeqIds()
-        for seq, rid in raw.execute(f"SELECT seq, id FROM memory WHERE {_LIVE_SQL}"):
-            ids[seq] = rid
+        live = raw.execute(f"SELECT seq, id FROM memory WHERE {_LIVE_SQL}").fetchall()
+        ids.assign([seq for seq, _ in live], [rid for _, rid in live])
         with self._lock:
             self._graphs, self._ids, self._where, self._unusable = graphs, ids, where, set()
             self._seen = self._snapshot_head = head
@@ -239,10 +239,10 @@ class DenseMirror(LogFollower):
                     continue
                 if graph is None:
                     graph = graphs[ns] = _Graph(vectors.shape[1], sizes.get(ns, len(group)))
-                graph.add([seq for seq, _, _ in group], vectors)
-                for seq, rid, _ in group:
-                    ids[seq] = rid
-                    where[seq] = ns
+                seqs = [seq for seq, _, _ in group]
+                graph.add(seqs, vectors)
+                ids.assign(seqs, [rid for _, rid, _ in group])
+                where.update(dict.fromkeys(seqs, ns))
         for seq in [seq for seq, ns in where.items() if ns in unusable]:
             del where[seq]
             ids.pop(seq)

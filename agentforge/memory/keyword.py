@@ -56,7 +56,8 @@ def keyword_search(
     levels: Sequence[str] | None = None,
     kinds: Sequence[str] | None = None,
 ) -> list[tuple[str, float]]:
-    """Top `n` active records of `namespace` by BM25; scores are positive, higher is better."""
+    """Top `n` active records of `namespace` by BM25 (PostgreSQL: `ts_rank_cd`); scores are
+    positive, higher is better."""
     if session.connection().dialect.name == "postgresql":
         return _postgres_search(session, namespace, query, n, levels, kinds)
     match = fts_query(query)

@@ -10,16 +10,20 @@ from agentforge.memory.seq_ids import SeqIds
 def test_ids_by_seq_grow_and_are_forgotten() -> None:
     ids = SeqIds(size=2)
     ids[0], ids[1], ids[5000] = "a", "b", "c"  # 5000: grows past twice the size
-    assert (ids.get(0), ids.get(5000), ids.get(3), ids.get(10**6), ids.get(-1)) == (
+    ids.assign([7, 9000], ["d", "e"])
+    ids.assign([], [])
+    assert ids.names(np.array([0, 5000, 3, 7, 9000, 10**6, -1])) == [
         "a",
         "c",
         None,
+        "d",
+        "e",
         None,
         None,
-    )
+    ]
     ids.pop(1)
     ids.pop(10**6)  # never set: nothing to forget
-    assert ids.get(1) is None and ids.get(0) == "a"
+    assert ids.names(np.array([1, 0])) == [None, "a"]
 
 
 def test_names_keep_the_shape_and_give_none_for_unknown_seqs() -> None:
