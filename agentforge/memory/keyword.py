@@ -127,7 +127,7 @@ def _postgres_search(
         levels,
         kinds,
         None,
-        f" ORDER BY {_PG_RANK} DESC, m.seq",
+        " ORDER BY 2 DESC, m.seq",  # the rank selected, not computed again
     )
 
 
