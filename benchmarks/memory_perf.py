@@ -185,6 +185,7 @@ async def _agentforge(n: int, home: Path, plan: Plan) -> dict[str, Any]:
         await asyncio.to_thread(memory.c.store.warm_keyword_index)
         await asyncio.to_thread(memory.c.store.warm_dense_mirror)
         await asyncio.to_thread(memory.c.store.warm_view_cache)
+        await asyncio.to_thread(memory.c.store.warm_rank_columns)
         out["keyword_index_warm_s"] = time.perf_counter() - start
         for q in qsets["warmup"]:
             await memory.arecall(q, k=10)

@@ -130,6 +130,7 @@ async def measure(home: Path, n: int, steps: int) -> dict[str, Any]:
         await asyncio.to_thread(memory.c.store.warm_keyword_index)
         await asyncio.to_thread(memory.c.store.warm_dense_mirror)
         await asyncio.to_thread(memory.c.store.warm_view_cache)
+        await asyncio.to_thread(memory.c.store.warm_rank_columns)
         await memory.arecall("warm up the embedder and index")
         async for item in forge.events("Echo the step numbers for the overhead benchmark"):
             if not isinstance(item, RunResult) and item.kind == "tool_called":

@@ -151,6 +151,19 @@ class KeywordIndex(LogFollower):
     ) -> list[tuple[str, float]] | None:
         """Top `n` active rows of `namespace` by BM25 (positive, higher is better), or None when
         the caller should ask FTS5. `conn` is the caller's SQLAlchemy connection (its snapshot)."""
+        found = self.search_seqs(conn, namespace, query, n, levels, kinds)
+        return None if found is None else found[0]
+
+    def search_seqs(
+        self,
+        conn: Any,
+        namespace: str,
+        query: str,
+        n: int,
+        levels: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+    ) -> tuple[list[tuple[str, float]], np.ndarray] | None:
+        """`search`, and the seqs of its rows (in its order)."""
         if not self.ready(conn):
             return None
         stems = self._tokenizer.stems(query_terms(query))
@@ -159,8 +172,8 @@ class KeywordIndex(LogFollower):
         with self._lock:
             scores = self._scores([s for s in stems if s is not None])
             if scores is None:
-                return []
-            return self._filter.best(*scores, namespace, n, levels, kinds)
+                return [], np.empty(0, np.int64)
+            return self._filter.best_seqs(*scores, namespace, n, levels, kinds)
 
     def _scores(self, stems: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
         """(seqs, scores) of every live row matching a stem; one phrase per stem, as FTS5.

@@ -58,12 +58,25 @@ class RowFilter:
 
         The filters first read only the few best rows (`top_candidates`): when n of those pass,
         the n best passing rows are among them; else every row is filtered."""
+        return self.best_seqs(seqs, scores, namespace, n, levels, kinds)[0]
+
+    def best_seqs(
+        self,
+        seqs: np.ndarray,
+        scores: np.ndarray,
+        namespace: str,
+        n: int,
+        levels: Sequence[str] | None,
+        kinds: Sequence[str] | None,
+    ) -> tuple[list[tuple[str, float]], np.ndarray]:
+        """`best`, and the seqs of its rows (in its order)."""
         code = self._codes["namespace"].get(namespace)
         if code is None or n <= 0 or not len(seqs):
-            return []
+            return [], np.empty(0, np.int64)
         seqs, scores = self._best_passing(seqs, scores, n, code, levels, kinds)
         order = np.lexsort((seqs, -scores))[:n]
-        return list(zip(self._ids.names(seqs[order]), scores[order].tolist(), strict=True))
+        chosen = seqs[order]
+        return list(zip(self._ids.names(chosen), scores[order].tolist(), strict=True)), chosen
 
     def _best_passing(
         self,

@@ -55,6 +55,16 @@ _FTS_DDL = (
     "INSERT INTO memory_vector_log(seq) VALUES (old.seq); END",
     "CREATE TRIGGER IF NOT EXISTS memory_vector_log_au AFTER UPDATE OF embedding, status, "
     "valid_to, namespace ON memory BEGIN INSERT INTO memory_vector_log(seq) VALUES (old.seq); END",
+    # rows whose ranking columns changed, in the writer's transaction: what recall's in-process
+    # copy of them (memory/rank_columns.py) re-reads to stay exact
+    "CREATE TABLE IF NOT EXISTS memory_rank_log (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "seq INTEGER NOT NULL)",
+    "CREATE TRIGGER IF NOT EXISTS memory_rank_log_ai AFTER INSERT ON memory BEGIN "
+    "INSERT INTO memory_rank_log(seq) VALUES (new.seq); END",
+    "CREATE TRIGGER IF NOT EXISTS memory_rank_log_ad AFTER DELETE ON memory BEGIN "
+    "INSERT INTO memory_rank_log(seq) VALUES (old.seq); END",
+    "CREATE TRIGGER IF NOT EXISTS memory_rank_log_au AFTER UPDATE OF status, occurred_at, "
+    "utility ON memory BEGIN INSERT INTO memory_rank_log(seq) VALUES (old.seq); END",
     # rows updated in a column a record view carries, or deleted: what the per-process view
     # cache (memory/view_cache.py) evicts to stay exact (recall counters do not count)
     "CREATE TABLE IF NOT EXISTS memory_view_log (id INTEGER PRIMARY KEY AUTOINCREMENT, "

@@ -146,6 +146,13 @@ class DenseMirror(LogFollower):
         """The `k` nearest active records of `namespace` for each row of `vectors`, as
         (id, cosine) best first; None when the caller should ask the vector index. `conn` is
         the caller's SQLAlchemy connection (its snapshot)."""
+        found = self.search_seqs(conn, namespace, vectors, k)
+        return None if found is None else found[0]
+
+    def search_seqs(
+        self, conn: Any, namespace: str, vectors: np.ndarray, k: int
+    ) -> tuple[Hits, list[np.ndarray]] | None:
+        """`search`, and each row's seqs (in the order of its hits)."""
         if not self.ready(conn):
             return None
         with self._lock:
@@ -153,19 +160,26 @@ class DenseMirror(LogFollower):
                 return None
             graph = self._graphs.get(namespace)
             if graph is None:
-                return [[] for _ in range(len(vectors))]
+                return [[] for _ in vectors], [np.empty(0, np.int64) for _ in vectors]
             if graph.dim != vectors.shape[1]:
                 return None  # the index of record raises the clear error
             found = graph.search(vectors, k)
             if found is None:
                 return None
             labels, scores = found
-            return [
-                list(zip(row, cos, strict=True))
-                if None not in row
-                else [(rid, c) for rid, c in zip(row, cos, strict=True) if rid is not None]
-                for row, cos in zip(self._ids.names(labels), scores.tolist(), strict=True)
-            ]
+            names = self._ids.names(labels)
+        seqs = labels.astype(np.int64)
+        hits: Hits = []
+        kept: list[np.ndarray] = []
+        for i, (row, cos) in enumerate(zip(names, scores.tolist(), strict=True)):
+            if None in row:  # labels whose record left meanwhile
+                keep = [j for j, rid in enumerate(row) if rid is not None]
+                hits.append([(row[j], cos[j]) for j in keep])
+                kept.append(seqs[i, keep])
+            else:
+                hits.append(list(zip(row, cos, strict=True)))
+                kept.append(seqs[i])
+        return hits, kept
 
     # --- building and applying the log --------------------------------------------------------
 

@@ -75,7 +75,7 @@ def ranks_by_score(scored: Iterable[tuple[str, float]]) -> dict[str, int]:
 def ranks_by_value(keys: Sequence[str], values: Sequence[Any], within: Any) -> dict[str, int]:
     """Competition ranks of `keys` by their `values` (parallel, of one ordered type: e.g. times),
     highest first: a value at most `within` below the first (highest) value of its tie shares
-    that tie's rank (`within` zero: equal values only). Recency passes `recall.RECENCY_TIE`;
+    that tie's rank (`within` zero: equal values only). Recency passes `ranking.RECENCY_TIE`;
     as timestamps in `ranks_by_score`, its ties came from `isclose` (~1.7 s) by accident."""
     order = sorted(range(len(keys)), key=values.__getitem__, reverse=True)  # stable
     ordered_values = [values[j] for j in order]

@@ -67,21 +67,26 @@ class LogFollower(ABC):
 
     def ready(self, conn: Any) -> bool:
         """Whether to answer from the copy now: built, and brought up to `conn`'s snapshot."""
+        return self.current(conn) is not None
+
+    def current(self, conn: Any) -> int | None:
+        """`ready`, returning the log head of `conn`'s snapshot (None: not ready). The copy
+        reflects at least that head; more if another caller's newer snapshot got there first."""
         with self._lock:
             state = self._state
         if state == "new":
             state = self._start(conn)
         if state != "ready":
-            return False
+            return None
         head = self._head(conn)
         behind = head - self._seen
         if behind <= 0:
-            return True
+            return head
         if behind <= self.sync_limit:
             self._apply(conn, head)
-            return True
+            return head
         self._catch_up_in_background()
-        return False
+        return None
 
     def _apply(self, conn: Any, head: int) -> None:
         """Apply the log entries after `_seen` up to `head` (in `conn`'s snapshot, which holds

@@ -1,9 +1,11 @@
 """`recall`, the hot path: embed (one call for the batch) → channels (dense: one index query per
-namespace/filter group; keyword: BM25) → candidates → filter → fuse → neighbours of the best
-(one store query), added to the first fusion → budget → log.
+namespace/filter group; keyword: BM25) → candidates → filter and rank (`ranking`: from the
+ranking columns by seq, else from the candidates' records) → fuse → neighbours of the best (one
+store query), added to the first fusion → budget → log.
 
-The keyword channel runs in a worker thread and also reads its candidates' records; the query
-embedding and everything after it run in one more worker thread (`_embed_and_finish`).
+The keyword channel runs in a worker thread (and reads the records of the candidates that will
+be ranked from records); the query embedding and everything after it run in one more worker
+thread (`_embed_and_finish`).
 
 Concurrent recalls are coalesced into one `recall_batch` call by the engine's micro-batcher.
 """
@@ -15,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -31,10 +33,18 @@ from agentforge.memory.fusion import (
     fused_scores,
     ordered,
     ranks_by_score,
-    ranks_by_value,
 )
 from agentforge.memory.index.base import Hits
 from agentforge.memory.neighbours import Position, adjacent, neighbour_scores, position, records_at
+from agentforge.memory.ranking import (
+    Columns,
+    Ranks,
+    passes,
+    plain,
+    ranks_from_columns,
+    ranks_from_rows,
+    split_columns,
+)
 from agentforge.memory.recall_log_write import RecallEntry
 from agentforge.memory.records import (
     CONTENT,
@@ -48,14 +58,11 @@ from agentforge.memory.records import (
     OCCURRED_AT,
     ROLE,
     SOURCE,
-    STATUS,
     STEP,
     TAGS,
     TITLE,
     TRUST,
     UTILITY,
-    VALID_FROM,
-    VALID_TO,
     MemoryRecord,
     Row,
 )
@@ -131,28 +138,6 @@ def passes_gate(
     return fused[0][1] >= min_score * best_possible(weights)
 
 
-_ACTIVE, _FORGOTTEN = Status.ACTIVE.value, Status.FORGOTTEN.value  # an enum's .value is slow
-
-
-def _passes(r: Row, q: RecallRequest) -> bool:
-    if q.as_of is None:
-        if r[STATUS] != _ACTIVE:
-            return False
-    elif (
-        r[VALID_FROM] > q.as_of
-        or (r[VALID_TO] is not None and r[VALID_TO] <= q.as_of)
-        or r[STATUS] == _FORGOTTEN
-    ):
-        return False
-    if (q.levels and r[LEVEL] not in q.levels) or (q.kinds and r[KIND] not in q.kinds):
-        return False
-    if q.tags and not set(q.tags) & set(r[TAGS]):
-        return False
-    if q.since and r[OCCURRED_AT] < q.since:
-        return False
-    return not (q.until and r[OCCURRED_AT] > q.until)
-
-
 def _historic_dense(
     s: Session, q: RecallRequest, vector: np.ndarray, n: int
 ) -> list[tuple[str, float]]:
@@ -173,18 +158,28 @@ def _historic_dense(
     return [(rows[i][0], float(scores[i])) for i in order]
 
 
-def _keyword(c: Components, requests: Sequence[RecallRequest]) -> tuple[Hits, dict[str, Row]]:
-    """Keyword hits and their records: fetched here, while the query is still being embedded,
-    so that after the dense query only the records it alone found remain to be read."""
+KeywordFound = tuple[Hits, list[np.ndarray | None], dict[str, Row]]  # see `_keyword`
+
+
+def _keyword(c: Components, requests: Sequence[RecallRequest]) -> KeywordFound:
+    """Keyword hits, their seqs (None: not from the in-process index) and the records that only
+    views can rank (`ranking`): fetched here, while the query is still being embedded, so that
+    after the dense query only the records it alone found remain to be read."""
     with c.store.read() as s:
-        hits = [
-            c.store.keyword(
+        found = [
+            c.store.keyword_seqs(
                 s, q.namespace, q.keyword_query or q.query, q.weights.candidates, q.levels,
                 q.kinds,
             )
             for q in requests
         ]
-        return hits, c.store.fetch_rows(s, list({h[0] for found in hits for h in found}))
+        by_rows = [
+            hits
+            for q, (hits, seqs) in zip(requests, found, strict=True)
+            if not (plain(q) and seqs is not None)
+        ]
+        records = c.store.fetch_rows(s, list({h[0] for hits in by_rows for h in hits}))
+        return [h for h, _ in found], [seqs for _, seqs in found], records
 
 
 # Filters are applied after the index query (see `_passes`): chroma's metadata-filtered search
@@ -198,22 +193,28 @@ def _pool(q: RecallRequest) -> int:
 
 def _dense(
     c: Components, s: Session, requests: Sequence[RecallRequest], vectors: np.ndarray
-) -> Hits:
+) -> tuple[Hits, list[np.ndarray | None]]:
     """One unfiltered query per namespace of the batch, at the largest pool it needs: to the
-    store's dense mirror (exact for the snapshot of `s`), else to the vector index; blocking, in
-    recall's worker thread (a thread hop of its own cost ~0.5 ms)."""
+    store's dense mirror (exact for the snapshot of `s`; it also gives the hits' seqs), else to
+    the vector index; blocking, in recall's worker thread (a thread hop of its own cost
+    ~0.5 ms)."""
     groups: dict[str, list[int]] = {}
     for i, q in enumerate(requests):
         groups.setdefault(q.namespace, []).append(i)
     out: Hits = [[] for _ in requests]
+    out_seqs: list[np.ndarray | None] = [None] * len(requests)
     for namespace, indices in groups.items():
         pool = max(_pool(requests[i]) for i in indices)
-        hits = c.store.dense(s, namespace, vectors[indices], pool)
-        if hits is None:
-            hits = c.index.query_blocking(namespace, vectors[indices], pool)
-        for i, h in zip(indices, hits, strict=True):
-            out[i] = h[: _pool(requests[i])]
-    return out
+        found = c.store.dense_seqs(s, namespace, vectors[indices], pool)
+        if found is None:
+            hits, seqs = c.index.query_blocking(namespace, vectors[indices], pool), None
+        else:
+            hits, seqs = found
+        for j, i in enumerate(indices):
+            n = _pool(requests[i])
+            out[i] = hits[j][:n]
+            out_seqs[i] = None if seqs is None else seqs[j][:n]
+    return out, out_seqs
 
 
 def _fetch(
@@ -222,77 +223,73 @@ def _fetch(
     requests: Sequence[RecallRequest],
     vectors: np.ndarray,
     dense: Hits,
+    keyword: Hits,
     records: dict[str, Row],
+    by_rows: Sequence[int],
 ) -> None:
-    """Add the records of the dense hits (and, for `as_of` requests, of the closed records that
-    join them) that `records` lacks."""
-    for i, q in enumerate(requests):
+    """Add the records of the hits of the requests ranked by views (`by_rows`: indices) that
+    `records` lacks; `as_of` requests first get the closed records that join their dense hits."""
+    for i in by_rows:
+        q = requests[i]
         if q.as_of is not None:
             dense[i] = sorted(
                 dense[i] + _historic_dense(s, q, vectors[i], q.weights.candidates),
                 key=lambda h: -h[1],
             )[: q.weights.candidates]
-    missing = {h[0] for hits in dense for h in hits} - records.keys()
+    wanted = {h[0] for i in by_rows for hits in (dense[i], keyword[i]) for h in hits}
+    missing = wanted - records.keys()
     records.update(c.store.fetch_rows(s, list(missing)))
 
 
-Ranks = dict[str, dict[str, int]]  # channel -> id -> rank
-
-# Records that happened within a second of a more recent one are as recent as it: the chunks
-# of one retain are microseconds apart, and their order is no sign of recency (weight tuning
-# learned to rank by it when it counted).
-RECENCY_TIE = timedelta(seconds=1)
-
-
-def _ranks(
-    q: RecallRequest,
-    dense: list[tuple[str, float]],
-    keyword: list[tuple[str, float]],
-    records: dict[str, Row],
-) -> Ranks:
-    ids = {h[0] for h in dense}
-    ids.update([h[0] for h in keyword])
-    get = records.get
-    # one pass over the candidates' rows: each row's first touch is a cache miss (~100 per
-    # query, scattered over the view cache), a second pass per channel cost about as much again
-    keys: list[str] = []
-    times: list[datetime] = []
-    utilities: list[float] = []
-    unfiltered = q.as_of is None and not (q.levels or q.kinds or q.tags or q.since or q.until)
-    for i in ids:
-        r = get(i)
-        # `_passes` with no filter set: active only
-        if r is not None and (r[STATUS] == _ACTIVE if unfiltered else _passes(r, q)):
-            keys.append(i)
-            times.append(r[OCCURRED_AT])
-            utilities.append(r[UTILITY])
-    ok = set(keys)
-    return {
-        "dense": ranks_by_score([h for h in dense if h[0] in ok]),
-        "keyword": ranks_by_score([h for h in keyword if h[0] in ok]),
-        "recency": ranks_by_value(keys, times, within=RECENCY_TIE),
-        "utility": ranks_by_score(zip(keys, utilities, strict=True)),
-    }
+def _columns(
+    c: Components,
+    s: Session,
+    requests: Sequence[RecallRequest],
+    dense: Hits,
+    dense_seqs: list[np.ndarray | None],
+    keyword_seqs: list[np.ndarray | None],
+) -> list[Columns | None]:
+    """The ranking columns of the hits of each `plain` request whose channels both gave seqs
+    (one read for the batch); None for the others, and for all when the columns do not
+    reflect the snapshot of `s`."""
+    chosen = [
+        i
+        for i, q in enumerate(requests)
+        if plain(q) and dense_seqs[i] is not None and keyword_seqs[i] is not None
+    ]
+    out: list[Columns | None] = [None] * len(requests)
+    if not chosen:
+        return out
+    parts = [part for i in chosen for part in (dense_seqs[i], keyword_seqs[i])]
+    found = c.store.rank_columns(s, np.concatenate(parts))  # type: ignore[arg-type]
+    if found is None:
+        return out
+    sizes = [len(p) for p in parts]  # type: ignore[arg-type]
+    per_request = [sum(sizes[2 * j : 2 * j + 2]) for j in range(len(chosen))]
+    for i, columns in zip(chosen, split_columns(found, per_request), strict=True):
+        out[i] = columns
+    return out
 
 
 def _neighbours(
-    c: Components,
+    s: Session,
     requests: Sequence[RecallRequest],
     ranks: list[Ranks],
     scores: list[dict[str, float]],
+    firsts: list[list[tuple[str, float]]],
     records: dict[str, Row],
 ) -> None:
-    """Add the neighbour channel to each request's ranks and fused scores (one store query for
-    the batch); newly found neighbours are added to `records`."""
+    """Add the neighbour channel to each request's ranks and fused scores (`firsts`: the first
+    fusion, ordered; one query in `s` for the batch); newly found neighbours are added to
+    `records`, which holds the views of each first fusion's best `neighbour_of`."""
     tops: dict[int, list[tuple[str, float]]] = {}
     for i, q in enumerate(requests):
         if q.weights.neighbour > 0 and q.weights.neighbour_of > 0:
-            tops[i] = ordered(scores[i])[: q.weights.neighbour_of]
+            tops[i] = firsts[i][: q.weights.neighbour_of]
     wanted = {p for top in tops.values() for hit, _ in top for p in adjacent(records[hit])}
     if not wanted:
         return
-    with c.store.read() as s:
-        found = records_at(s, wanted)
+    found = records_at(s, wanted)
     by_position: dict[Position, list[Row]] = {}
     for r in found:
         records.setdefault(r[ID], r)
@@ -301,7 +298,7 @@ def _neighbours(
         q = requests[i]
         near = neighbour_scores(top, records, by_position)
         ranks[i]["neighbour"] = ranks_by_score(
-            (j, v) for j, v in near.items() if _passes(records[j], q)
+            (j, v) for j, v in near.items() if passes(records[j], q)
         )
         add_channel(scores[i], "neighbour", ranks[i]["neighbour"], q.weights)
 
@@ -372,7 +369,7 @@ async def recall_batch(c: Components, requests: Sequence[RecallRequest]) -> list
     """The keyword channel in one worker thread; in another, the query embedding and then
     everything after it (`_embed_and_finish`): one thread hop on the critical path, not three."""
     start = time.perf_counter()
-    keyword: Future[tuple[Hits, dict[str, Row]]] = Future()
+    keyword: Future[KeywordFound] = Future()
     # submitted before the thread that waits for it (the executor's queue is FIFO), and it
     # never waits itself: the wait below always ends
     asyncio.get_running_loop().run_in_executor(None, _settle, keyword, _keyword, c, requests)
@@ -389,20 +386,32 @@ def _settle(future: Future[Any], fn: Callable[..., Any], *args: Any) -> None:
 def _embed_and_finish(
     c: Components,
     requests: Sequence[RecallRequest],
-    keyword: Future[tuple[Hits, dict[str, Row]]],
+    keyword: Future[KeywordFound],
     start: float,
 ) -> list[RecallResult]:
     """Everything from the query embedding on, in one worker thread: embed → dense (while the
-    keyword thread may still run) → fetch → ranks → neighbours → fuse → budget → log."""
+    keyword thread may still run) → ranks (from the ranking columns, else from the views) →
+    neighbours → fuse → budget → log. Dense hits, ranks and views come from one snapshot."""
     vectors = c.embedder.embed_blocking([q.query for q in requests], query=True)
-    with c.store.read() as s:  # dense hits and their records from one snapshot
-        dense = _dense(c, s, requests, vectors)
-        keyword_hits, records = keyword.result()
-        _fetch(c, s, requests, vectors, dense, records)
-    ranks = [_ranks(q, dense[i], keyword_hits[i], records) for i, q in enumerate(requests)]
-    scores = [fused_scores(ranks[i], q.weights) for i, q in enumerate(requests)]
-    _neighbours(c, requests, ranks, scores, records)  # the first fusion gets its channel added
-    fused = [ordered(s) for s in scores]
+    with c.store.read() as s:
+        dense, dense_seqs = _dense(c, s, requests, vectors)
+        keyword_hits, keyword_seqs, records = keyword.result()
+        columns = _columns(c, s, requests, dense, dense_seqs, keyword_seqs)
+        by_rows = [i for i, found in enumerate(columns) if found is None]
+        _fetch(c, s, requests, vectors, dense, keyword_hits, records, by_rows)
+        ranks = [
+            ranks_from_rows(q, dense[i], keyword_hits[i], records)
+            if (found := columns[i]) is None
+            else ranks_from_columns(dense[i], keyword_hits[i], found)
+            for i, q in enumerate(requests)
+        ]
+        scores = [fused_scores(ranks[i], q.weights) for i, q in enumerate(requests)]
+        firsts = [ordered(x) for x in scores]
+        by_columns = [i for i, found in enumerate(columns) if found is not None]
+        _fetch_best(c, s, requests, firsts, records, by_columns, neighbours=True)
+        _neighbours(s, requests, ranks, scores, firsts, records)  # first fusion + its channel
+        fused = [ordered(x) for x in scores]
+        _fetch_best(c, s, requests, fused, records, by_columns, neighbours=False)
     results = [
         RecallResult(
             query=q.query, namespace=q.namespace, hits=_hits(q, fused[i], ranks[i], records)
@@ -414,6 +423,28 @@ def _embed_and_finish(
     for r in results:
         r.latency_ms = elapsed
     return results
+
+
+def _fetch_best(
+    c: Components,
+    s: Session,
+    requests: Sequence[RecallRequest],
+    fused: list[list[tuple[str, float]]],
+    records: dict[str, Row],
+    by_columns: Sequence[int],
+    *,
+    neighbours: bool,
+) -> None:
+    """Add the views of the best `k` (and, for the `neighbours` lookup, `neighbour_of`) fused
+    candidates of the requests ranked by columns that `records` lacks: the only views they read."""
+    wanted: set[str] = set()
+    for i in by_columns:
+        q = requests[i]
+        n = max(q.k or 0, q.weights.neighbour_of if neighbours else 0)
+        wanted.update(h[0] for h in fused[i][:n])
+    missing = wanted - records.keys()
+    if missing:
+        records.update(c.store.fetch_rows(s, list(missing)))
 
 
 def _log(

@@ -227,7 +227,7 @@ def view_from_raw(row: Sequence[Any]) -> RecordView:
     """A view from a raw SQLite row of VIEW_SQL_COLUMNS (SQLite keeps UTC without an offset).
 
     Recall builds ~100 views per query, so the common cases take shortcuts (0.15 instead of
-    0.55 ms per 100 rows): empty tags and metadata skip `json.loads`, and see `_sqlite_utc`.
+    0.55 ms per 100 rows): empty tags and metadata skip `json.loads`, and see `sqlite_utc`.
     """
     values = list(row)
     for i in _INTERNED:  # few distinct values: one shared copy each (the view cache holds many)
@@ -235,7 +235,7 @@ def view_from_raw(row: Sequence[Any]) -> RecordView:
             values[i] = sys.intern(values[i])
     for i in _DATETIMES:
         if values[i] is not None:
-            values[i] = _sqlite_utc(values[i])
+            values[i] = sqlite_utc(values[i])
     tags, meta = values[_TAGS], values[_META]
     if tags is not None:
         values[_TAGS] = () if tags == "[]" else tuple(json.loads(tags))
@@ -244,7 +244,7 @@ def view_from_raw(row: Sequence[Any]) -> RecordView:
     return RecordView(*values)
 
 
-def _sqlite_utc(text: str) -> datetime:
+def sqlite_utc(text: str) -> datetime:
     """An aware UTC datetime from SQLite's text. SQLAlchemy writes 'YYYY-MM-DD HH:MM:SS.ffffff'
     (UTC, no offset); appending the offset then is ~6x cheaper than `.replace(tzinfo=UTC)`.
     Any other text is read as before (a wall time taken as UTC)."""

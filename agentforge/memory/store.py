@@ -25,6 +25,7 @@ from agentforge.memory.db import is_postgresql, is_sqlite, is_sqlite_file, make_
 from agentforge.memory.dense_mirror import DenseMirror, DenseMirrorMode, available
 from agentforge.memory.index.base import Hits
 from agentforge.memory.keyword import keyword_search
+from agentforge.memory.rank_columns import RankColumns
 from agentforge.memory.recall_log_write import Entry, fold_recall_counters, write_recall_log
 from agentforge.memory.records import (
     SNAPSHOT_FIELDS,
@@ -95,6 +96,8 @@ class SQLStore:
         self._writer = engine.execution_options(immediate=True)
         self._keyword_index = keyword_index
         self._dense_mirror = dense_mirror
+        # a database file only, as the view cache (below)
+        self._rank_columns = RankColumns(engine) if is_sqlite_file(engine) else None
         # not on an in-memory database: its one shared connection lets a read see a write that
         # may still roll back
         self.view_cache = ViewCache() if is_sqlite_file(engine) else None
@@ -130,6 +133,7 @@ class SQLStore:
             self._keyword_index.close()
         if self._dense_mirror is not None:
             self._dense_mirror.close()
+        self._rank_columns = None
         self.engine.dispose()
 
     @contextmanager
@@ -400,15 +404,27 @@ class SQLStore:
     ) -> list[tuple[str, float]]:
         """Top `n` active records of `namespace` by BM25 (FTS5's scores; positive, higher is
         better): from the in-process index when it is current, else from FTS5 in SQL."""
+        return self.keyword_seqs(session, namespace, query, n, levels, kinds)[0]
+
+    def keyword_seqs(
+        self,
+        session: Session,
+        namespace: str,
+        query: str,
+        n: int,
+        levels: Sequence[str] | None,
+        kinds: Sequence[str] | None,
+    ) -> tuple[list[tuple[str, float]], np.ndarray | None]:
+        """`keyword`, and the seqs of its hits when the in-process index answered (else None)."""
         if not self.has_keyword_index:
-            return []
+            return [], None
         if self._keyword_index is not None:
-            hits = self._keyword_index.search(
+            found = self._keyword_index.search_seqs(
                 session.connection(), namespace, query, n, levels, kinds
             )
-            if hits is not None:
-                return hits
-        return keyword_search(session, namespace, query, n, levels=levels, kinds=kinds)
+            if found is not None:
+                return found
+        return keyword_search(session, namespace, query, n, levels=levels, kinds=kinds), None
 
     def warm_keyword_index(self) -> bool:
         """Build the in-process keyword index now instead of in the background on the first
@@ -423,9 +439,34 @@ class SQLStore:
     ) -> Hits | None:
         """The `k` nearest active records of `namespace` per row of `vectors` from the dense
         mirror, exact for the session's snapshot; None when the vector index must answer."""
+        found = self.dense_seqs(session, namespace, vectors, k)
+        return None if found is None else found[0]
+
+    def dense_seqs(
+        self, session: Session, namespace: str, vectors: np.ndarray, k: int
+    ) -> tuple[Hits, list[np.ndarray]] | None:
+        """`dense`, and each row's seqs (in the order of its hits)."""
         if self._dense_mirror is None:
             return None
-        return self._dense_mirror.search(session.connection(), namespace, vectors, k)
+        return self._dense_mirror.search_seqs(session.connection(), namespace, vectors, k)
+
+    def rank_columns(
+        self, session: Session, seqs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(active, occurred_at in microseconds since the epoch, utility) of each of `seqs` as
+        the session's snapshot holds them, from the in-process copy (memory/rank_columns.py);
+        None when there is none or it does not reflect that snapshot: read the views."""
+        if self._rank_columns is None:
+            return None
+        return self._rank_columns.columns(session.connection(), seqs)
+
+    def warm_rank_columns(self) -> bool:
+        """Build the ranking columns now instead of in the background on the first recall (a
+        long-lived process at start, the benchmarks); False if there are none."""
+        if self._rank_columns is None:
+            return False
+        with self.read() as s:
+            return self._rank_columns.warm(s.connection())
 
     def warm_view_cache(self) -> int:
         """Preload the record views now instead of in the background after the first fetch

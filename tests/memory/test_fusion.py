@@ -18,7 +18,8 @@ from agentforge.memory.fusion import (
     ranks_by_score,
     ranks_by_value,
 )
-from agentforge.memory.recall import LOGGED_CANDIDATES, RECENCY_TIE, logged_ranks
+from agentforge.memory.ranking import RECENCY_TIE
+from agentforge.memory.recall import LOGGED_CANDIDATES, logged_ranks
 
 
 def reference_ranks(scored: list[tuple[str, float]]) -> dict[str, int]:
