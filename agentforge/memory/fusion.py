@@ -114,16 +114,17 @@ def fused_scores(
 
 def add_channel(
     scores: dict[str, float], channel: str, ranks: Mapping[str, int], weights: FusionWeights
-) -> None:
+) -> bool:
     """Add one more channel's terms to `fused_scores` (in place): the same scores, in the same
-    order, as fusing with that channel last."""
+    order, as fusing with that channel last. False if the channel changed nothing."""
     weight = getattr(weights, channel)
     if weight == 0 or not ranks or (len(ranks) > 1 and len(set(ranks.values())) == 1):
-        return
+        return False
     rrf_k = weights.rrf_k
     get = scores.get
     for key, rank in ranks.items():
         scores[key] = get(key, 0.0) + weight / (rrf_k + rank)
+    return True
 
 
 def ordered(scores: Mapping[str, float]) -> list[tuple[str, float]]:

@@ -278,17 +278,19 @@ def _neighbours(
     scores: list[dict[str, float]],
     firsts: list[list[tuple[str, float]]],
     records: dict[str, Row],
-) -> None:
+) -> set[int]:
     """Add the neighbour channel to each request's ranks and fused scores (`firsts`: the first
     fusion, ordered; one query in `s` for the batch); newly found neighbours are added to
-    `records`, which holds the views of each first fusion's best `neighbour_of`."""
+    `records`, which holds the views of each first fusion's best `neighbour_of`. Returns the
+    requests whose scores changed."""
     tops: dict[int, list[tuple[str, float]]] = {}
     for i, q in enumerate(requests):
         if q.weights.neighbour > 0 and q.weights.neighbour_of > 0:
             tops[i] = firsts[i][: q.weights.neighbour_of]
     wanted = {p for top in tops.values() for hit, _ in top for p in adjacent(records[hit])}
+    changed: set[int] = set()
     if not wanted:
-        return
+        return changed
     found = records_at(s, wanted)
     by_position: dict[Position, list[Row]] = {}
     for r in found:
@@ -300,7 +302,9 @@ def _neighbours(
         ranks[i]["neighbour"] = ranks_by_score(
             (j, v) for j, v in near.items() if passes(records[j], q)
         )
-        add_channel(scores[i], "neighbour", ranks[i]["neighbour"], q.weights)
+        if add_channel(scores[i], "neighbour", ranks[i]["neighbour"], q.weights):
+            changed.add(i)
+    return changed
 
 
 LOGGED_CANDIDATES = 30  # best fused candidates whose channel ranks the recall log keeps
@@ -409,8 +413,8 @@ def _embed_and_finish(
         firsts = [ordered(x) for x in scores]
         by_columns = [i for i, found in enumerate(columns) if found is not None]
         _fetch_best(c, s, requests, firsts, records, by_columns, neighbours=True)
-        _neighbours(s, requests, ranks, scores, firsts, records)  # first fusion + its channel
-        fused = [ordered(x) for x in scores]
+        changed = _neighbours(s, requests, ranks, scores, firsts, records)  # + their channel
+        fused = [ordered(x) if i in changed else firsts[i] for i, x in enumerate(scores)]
         _fetch_best(c, s, requests, fused, records, by_columns, neighbours=False)
     results = [
         RecallResult(
