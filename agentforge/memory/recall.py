@@ -182,8 +182,8 @@ def _keyword(c: Components, requests: Sequence[RecallRequest]) -> KeywordFound:
         return [h for h, _ in found], [seqs for _, seqs in found], records
 
 
-# Filters are applied after the index query (see `_passes`): chroma's metadata-filtered search
-# costs ~10x an unfiltered one, so a filtered request fetches a larger pool instead.
+# Filters are applied after the index query (see `ranking.passes`): chroma's metadata-filtered
+# search costs ~10x an unfiltered one, so a filtered request fetches a larger pool instead.
 FILTERED_POOL_FACTOR = 3
 
 
@@ -245,28 +245,27 @@ def _columns(
     c: Components,
     s: Session,
     requests: Sequence[RecallRequest],
-    dense: Hits,
     dense_seqs: list[np.ndarray | None],
     keyword_seqs: list[np.ndarray | None],
 ) -> list[Columns | None]:
     """The ranking columns of the hits of each `plain` request whose channels both gave seqs
     (one read for the batch); None for the others, and for all when the columns do not
     reflect the snapshot of `s`."""
-    chosen = [
-        i
-        for i, q in enumerate(requests)
-        if plain(q) and dense_seqs[i] is not None and keyword_seqs[i] is not None
-    ]
     out: list[Columns | None] = [None] * len(requests)
+    chosen: list[int] = []
+    parts: list[np.ndarray] = []  # each chosen request's dense seqs, then its keyword seqs
+    for i, q in enumerate(requests):
+        d, k = dense_seqs[i], keyword_seqs[i]
+        if plain(q) and d is not None and k is not None:
+            chosen.append(i)
+            parts += (d, k)
     if not chosen:
         return out
-    parts = [part for i in chosen for part in (dense_seqs[i], keyword_seqs[i])]
-    found = c.store.rank_columns(s, np.concatenate(parts))  # type: ignore[arg-type]
+    found = c.store.rank_columns(s, np.concatenate(parts))
     if found is None:
         return out
-    sizes = [len(p) for p in parts]  # type: ignore[arg-type]
-    per_request = [sum(sizes[2 * j : 2 * j + 2]) for j in range(len(chosen))]
-    for i, columns in zip(chosen, split_columns(found, per_request), strict=True):
+    sizes = [len(parts[2 * j]) + len(parts[2 * j + 1]) for j in range(len(chosen))]
+    for i, columns in zip(chosen, split_columns(found, sizes), strict=True):
         out[i] = columns
     return out
 
@@ -400,7 +399,7 @@ def _embed_and_finish(
     with c.store.read() as s:
         dense, dense_seqs = _dense(c, s, requests, vectors)
         keyword_hits, keyword_seqs, records = keyword.result()
-        columns = _columns(c, s, requests, dense, dense_seqs, keyword_seqs)
+        columns = _columns(c, s, requests, dense_seqs, keyword_seqs)
         by_rows = [i for i, found in enumerate(columns) if found is None]
         _fetch(c, s, requests, vectors, dense, keyword_hits, records, by_rows)
         ranks = [
