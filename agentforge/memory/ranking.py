@@ -129,7 +129,18 @@ def ranks_from_columns(dense: Scored, keyword: Scored, columns: Columns) -> Rank
     if not active.all():
         keys = [key for key, ok in zip(keys, active.tolist(), strict=True) if ok]
         occurred, utility = occurred[active], utility[active]
-    return _ranks(dense, keyword, keys, occurred.tolist(), utility.tolist(), _RECENCY_TIE_US)
+        return _ranks(dense, keyword, keys, occurred.tolist(), utility.tolist(), _RECENCY_TIE_US)
+    # every candidate passed (the usual case: both indexes hold active records only): the
+    # channels keep all their hits, and one utility for all ranks them all first, as
+    # `ranks_by_score` would after sorting them
+    return {
+        "dense": ranks_by_score(dense),
+        "keyword": ranks_by_score(keyword),
+        "recency": ranks_by_value(keys, occurred.tolist(), within=_RECENCY_TIE_US),
+        "utility": dict.fromkeys(keys, 1)
+        if not len(utility) or utility.min() == utility.max()
+        else ranks_by_score(zip(keys, utility.tolist(), strict=True)),
+    }
 
 
 def _ranks(
