@@ -148,22 +148,10 @@ class KeywordIndex(LogFollower):
         n: int,
         levels: Sequence[str] | None = None,
         kinds: Sequence[str] | None = None,
-    ) -> list[tuple[str, float]] | None:
-        """Top `n` active rows of `namespace` by BM25 (positive, higher is better), or None when
-        the caller should ask FTS5. `conn` is the caller's SQLAlchemy connection (its snapshot)."""
-        found = self.search_seqs(conn, namespace, query, n, levels, kinds)
-        return None if found is None else found[0]
-
-    def search_seqs(
-        self,
-        conn: Any,
-        namespace: str,
-        query: str,
-        n: int,
-        levels: Sequence[str] | None = None,
-        kinds: Sequence[str] | None = None,
     ) -> tuple[list[tuple[str, float]], np.ndarray] | None:
-        """`search`, and the seqs of its rows (in its order)."""
+        """Top `n` active rows of `namespace` by BM25 (positive, higher is better) and their
+        seqs, or None when the caller should ask FTS5. `conn` is the caller's SQLAlchemy
+        connection (its snapshot)."""
         if not self.ready(conn):
             return None
         stems = self._tokenizer.stems(query_terms(query))
@@ -173,7 +161,7 @@ class KeywordIndex(LogFollower):
             scores = self._scores([s for s in stems if s is not None])
             if scores is None:
                 return [], np.empty(0, np.int64)
-            return self._filter.best_seqs(*scores, namespace, n, levels, kinds)
+            return self._filter.best(*scores, namespace, n, levels, kinds)
 
     def _scores(self, stems: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
         """(seqs, scores) of every live row matching a stem; one phrase per stem, as FTS5.

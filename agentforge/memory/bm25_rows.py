@@ -52,24 +52,12 @@ class RowFilter:
         n: int,
         levels: Sequence[str] | None,
         kinds: Sequence[str] | None,
-    ) -> list[tuple[str, float]]:
+    ) -> tuple[list[tuple[str, float]], np.ndarray]:
         """The best `n` scored rows (ties by seq) that are active, in `namespace` and of one of
-        the `levels` / `kinds` (when given).
+        the `levels` / `kinds` (when given), as (id, score), and their seqs in the same order.
 
         The filters first read only the few best rows (`top_candidates`): when n of those pass,
         the n best passing rows are among them; else every row is filtered."""
-        return self.best_seqs(seqs, scores, namespace, n, levels, kinds)[0]
-
-    def best_seqs(
-        self,
-        seqs: np.ndarray,
-        scores: np.ndarray,
-        namespace: str,
-        n: int,
-        levels: Sequence[str] | None,
-        kinds: Sequence[str] | None,
-    ) -> tuple[list[tuple[str, float]], np.ndarray]:
-        """`best`, and the seqs of its rows (in its order)."""
         code = self._codes["namespace"].get(namespace)
         if code is None or n <= 0 or not len(seqs):
             return [], np.empty(0, np.int64)

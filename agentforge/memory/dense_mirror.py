@@ -142,17 +142,13 @@ class DenseMirror(LogFollower):
 
     # --- search -------------------------------------------------------------------------------
 
-    def search(self, conn: Any, namespace: str, vectors: np.ndarray, k: int) -> Hits | None:
-        """The `k` nearest active records of `namespace` for each row of `vectors`, as
-        (id, cosine) best first; None when the caller should ask the vector index. `conn` is
-        the caller's SQLAlchemy connection (its snapshot)."""
-        found = self.search_seqs(conn, namespace, vectors, k)
-        return None if found is None else found[0]
-
-    def search_seqs(
+    def search(
         self, conn: Any, namespace: str, vectors: np.ndarray, k: int
     ) -> tuple[Hits, list[np.ndarray]] | None:
-        """`search`, and each row's seqs (in the order of its hits)."""
+        """The `k` nearest active records of `namespace` for each row of `vectors`, as
+        (id, cosine) best first, and each row's seqs in the same order; None when the caller
+        should ask the vector index. `conn` is the caller's SQLAlchemy connection (its
+        snapshot)."""
         if not self.ready(conn):
             return None
         with self._lock:

@@ -419,7 +419,7 @@ class SQLStore:
         if not self.has_keyword_index:
             return [], None
         if self._keyword_index is not None:
-            found = self._keyword_index.search_seqs(
+            found = self._keyword_index.search(
                 session.connection(), namespace, query, n, levels, kinds
             )
             if found is not None:
@@ -448,7 +448,7 @@ class SQLStore:
         """`dense`, and each row's seqs (in the order of its hits)."""
         if self._dense_mirror is None:
             return None
-        return self._dense_mirror.search_seqs(session.connection(), namespace, vectors, k)
+        return self._dense_mirror.search(session.connection(), namespace, vectors, k)
 
     def rank_columns(
         self, session: Session, seqs: np.ndarray

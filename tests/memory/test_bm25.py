@@ -69,9 +69,10 @@ def _both(store: SQLStore, query: str, n: int = 25, **filters: object) -> tuple[
     kinds = filters.get("kinds")
     namespace = str(filters.get("namespace", "default"))
     with store.read() as s:
-        fast = store._keyword_index.search(  # type: ignore[union-attr]
+        found = store._keyword_index.search(  # type: ignore[union-attr]
             s.connection(), namespace, query, n, levels, kinds  # type: ignore[arg-type]
         )
+        fast = None if found is None else found[0]
         slow = keyword_search(s, namespace, query, n, levels=levels, kinds=kinds)  # type: ignore[arg-type]
     return fast, slow
 
@@ -274,5 +275,5 @@ def test_best_equals_filtering_everything_then_sorting() -> None:
             and (want_levels is None or table[seq][2] in want_levels)
             and (want_kinds is None or table[seq][3] in want_kinds)
         )[:n]
-        got = rows.best(seqs, scores, ns, n, want_levels, want_kinds)
+        got, _ = rows.best(seqs, scores, ns, n, want_levels, want_kinds)
         assert got == [(f"id{seq}", -neg) for neg, seq in expected]
