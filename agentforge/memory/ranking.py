@@ -80,6 +80,8 @@ def plain(q: RecallRequest) -> bool:
 def ranks_from_rows(
     q: RecallRequest, dense: Scored, keyword: Scored, records: dict[str, Row]
 ) -> Ranks:
+    """The channel ranks of the candidates whose views (`records`) pass the request's filters;
+    a candidate without a view (gone in this snapshot) passes none."""
     ids = {h[0] for h in dense}
     ids.update([h[0] for h in keyword])
     get = records.get
