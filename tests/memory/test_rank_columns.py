@@ -18,6 +18,8 @@ from agentforge.memory.embedders import HashEmbedder
 from agentforge.memory.engine import Memory
 from agentforge.memory.index import NumpyVectorIndex
 from agentforge.memory.rank_columns import microseconds
+from agentforge.memory.ranking import Columns, ranks_from_columns, ranks_from_rows
+from agentforge.memory.recall import RecallRequest
 from agentforge.memory.records import sqlite_utc
 from agentforge.memory.store import SQLStore
 from agentforge.types import RecallResult
@@ -207,3 +209,27 @@ def test_filtered_requests_still_rank_from_views(memory: Memory, db: Path) -> No
     assert memory.c.store.warm_rank_columns()
     found = memory.recall("garden", k=5, levels=["insight"])
     assert [h.content for h in found.hits] == ["an insight about gardens"]
+
+
+def test_inactive_candidates_drop_out_of_the_columns_ranks_as_out_of_the_views(
+    memory: Memory, db: Path
+) -> None:
+    """Both indexes return active records only, so an inactive candidate needs a write between
+    snapshots; here the channels' hits are given, forgotten ones among them."""
+    ids = memory.retain([f"note {i} on the {TOPICS[i % len(TOPICS)]}" for i in range(12)]).ids
+    other_connection(db, "UPDATE memory SET utility = 0.9 WHERE id IN (?, ?)", ids[2], ids[7])
+    other_connection(
+        db, "UPDATE memory SET status = 'forgotten' WHERE id IN (?, ?)", ids[1], ids[8]
+    )
+    dense = [(i, 1.0 - n / 20) for n, i in enumerate(ids[:8])]
+    keyword = [(i, 9.0 - n / 3) for n, i in enumerate(ids[5:])]  # overlaps dense on 5..7
+    seqs = seqs_of(db, [i for i, _ in dense] + [i for i, _ in keyword])
+    with memory.c.store.read() as s:
+        found = memory.c.store.rank_columns(s, np.asarray(seqs))
+        views = memory.c.store.fetch_rows(s, ids)
+    assert found is not None and not found[0].all()
+    by_columns = ranks_from_columns(dense, keyword, Columns(*found))
+    by_views = ranks_from_rows(RecallRequest(query="q", namespace="default"), dense, keyword, views)
+    assert by_columns == by_views
+    assert ids[1] not in by_columns["dense"] and ids[8] not in by_columns["keyword"]
+    assert len(set(by_columns["utility"].values())) == 2  # the two raised utilities rank first
