@@ -348,7 +348,7 @@ async def _phases(memory: Any, queries: list[str]) -> dict[str, dict[str, float]
         c.index.query_blocking(ns, vectors, pool)
         t = chroma_end = lap("dense (chroma)", t)
         with c.store.read() as s:
-            keyword = c.store.keyword(s, ns, q, pool, None, None)
+            keyword, _ = c.store.keyword(s, ns, q, pool, None, None)
         t = lap("keyword", t)
         ids = list(dict.fromkeys([i for i, _ in dense] + [i for i, _ in keyword]))
         with c.store.read() as s:

@@ -167,7 +167,7 @@ def _keyword(c: Components, requests: Sequence[RecallRequest]) -> KeywordFound:
     after the dense query only the records it alone found remain to be read."""
     with c.store.read() as s:
         found = [
-            c.store.keyword_seqs(
+            c.store.keyword(
                 s, q.namespace, q.keyword_query or q.query, q.weights.candidates, q.levels,
                 q.kinds,
             )

@@ -401,21 +401,10 @@ class SQLStore:
         n: int,
         levels: Sequence[str] | None,
         kinds: Sequence[str] | None,
-    ) -> list[tuple[str, float]]:
-        """Top `n` active records of `namespace` by BM25 (FTS5's scores; positive, higher is
-        better): from the in-process index when it is current, else from FTS5 in SQL."""
-        return self.keyword_seqs(session, namespace, query, n, levels, kinds)[0]
-
-    def keyword_seqs(
-        self,
-        session: Session,
-        namespace: str,
-        query: str,
-        n: int,
-        levels: Sequence[str] | None,
-        kinds: Sequence[str] | None,
     ) -> tuple[list[tuple[str, float]], np.ndarray | None]:
-        """`keyword`, and the seqs of its hits when the in-process index answered (else None)."""
+        """Top `n` active records of `namespace` by BM25 (FTS5's scores; positive, higher is
+        better): from the in-process index when it is current, with their seqs; else from
+        FTS5 in SQL, seqs None."""
         if not self.has_keyword_index:
             return [], None
         if self._keyword_index is not None:
