@@ -82,7 +82,7 @@ def test_quantize_graph_uses_integer_matmul_with_per_row_scales(tmp_path: Path, 
     model = onnx.load(str(source))
     assert q.quantize_graph(model) == 1
     ops = [node.op_type for node in model.graph.node]
-    assert "MatMulInteger" in ops and "MatMul" not in ops
+    assert "MatMulIntegerToFloat" in ops and "MatMul" not in ops
     assert "w" not in {t.name for t in model.graph.initializer}  # the fp32 weight is gone
     derived = tmp_path / "derived.onnx"
     onnx.save(model, str(derived))
@@ -95,6 +95,38 @@ def test_quantize_graph_uses_integer_matmul_with_per_row_scales(tmp_path: Path, 
         np.testing.assert_allclose(approx[row], exact[row], atol=0.02 * scale)
     alone = np.vstack([_run(derived, x[i : i + 1]) for i in range(5)])
     np.testing.assert_array_equal(approx, alone)  # a row's result ignores its batch-mates
+
+
+def _with_four_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with each MatMulIntegerToFloat (row scale 1) written out as MatMulInteger, Cast to
+    fp32 and a Mul by the column scales."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    nodes = []
+    for node in out.graph.node:
+        if node.op_type != "MatMulIntegerToFloat":
+            nodes.append(node)
+            continue
+        x, weight, _one, scales, zero_point = node.input
+        y = node.output[0]
+        nodes += [
+            helper.make_node("MatMulInteger", [x, weight, zero_point], [f"{y}_i32"]),
+            helper.make_node("Cast", [f"{y}_i32"], [f"{y}_f32"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", [f"{y}_f32", scales], [y]),
+        ]
+    del out.graph.node[:]
+    out.graph.node.extend(nodes)
+    return out
+
+
+def test_the_fused_integer_matmul_gives_the_numbers_of_the_four_node_form(tmp_path: Path) -> None:
+    model = onnx.load(str(_tiny_model(tmp_path / "tiny.onnx")))
+    q.quantize_graph(model)
+    fused, written_out = tmp_path / "fused.onnx", tmp_path / "four.onnx"
+    onnx.save(model, str(fused))
+    onnx.save(_with_four_nodes(model), str(written_out))
+    x = _inputs(7)
+    np.testing.assert_array_equal(_run(fused, x), _run(written_out, x))
 
 
 def _fan_out_model(path: Path, opset: int) -> Path:
@@ -131,7 +163,7 @@ def test_matmuls_of_one_input_merge_into_one_with_the_same_numbers(
         model = onnx.load(str(source))
         assert q.quantize_graph(model, merge=merge) == 4
         ops = [node.op_type for node in model.graph.node]
-        assert ops.count("MatMulInteger") == (2 if merge else 4)
+        assert ops.count("MatMulIntegerToFloat") == (2 if merge else 4)
         assert ops.count("Split") == (1 if merge else 0) and "MatMul" not in ops
         assert ops.count("Abs") == 2  # each input is quantized once either way
         assert not {f"w{i}" for i in range(3)} & {t.name for t in model.graph.initializer}
@@ -351,7 +383,7 @@ def test_packaged_model_quantizes_to_integer_matmuls(quantized: OnnxEmbedder, ca
     ops = [node.op_type for node in graph.node]
     assert meta["quantized_matmuls"] == 36  # 6 layers x 6
     assert meta["fused_gelus"] == 6 and ops.count("Gelu") == 6 and "Erf" not in ops
-    assert ops.count("MatMulInteger") == 24 and ops.count("Split") == 6  # q, k, v: one each
+    assert ops.count("MatMulIntegerToFloat") == 24 and ops.count("Split") == 6  # q, k, v: one each
     assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]
 
 
