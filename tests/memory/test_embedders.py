@@ -374,6 +374,25 @@ def test_onnx_parallel_micro_batches_match_one_worker() -> None:
 
 
 @pytest.mark.integration
+def test_onnx_runs_the_longest_micro_batches_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last micro-batch to end is a short one, not the longest, which kept one worker busy
+    while the other had nothing left."""
+    emb = OnnxEmbedder.from_package(threads=1, batch_size=4)
+    texts = [" ".join(["word"] * (i * 7 % 23)) for i in range(22)]
+    widths: list[int] = []
+    run = emb._run_batch
+
+    def spy(batch: list[list[int]]) -> np.ndarray:
+        widths.append(max(map(len, batch)))
+        return run(batch)
+
+    monkeypatch.setattr(emb, "_run_batch", spy)
+    rows = emb.encode(texts)
+    assert len(widths) == 6 and widths == sorted(widths, reverse=True) and widths[0] > widths[-1]
+    np.testing.assert_allclose(rows, np.vstack([emb.encode([text]) for text in texts]), atol=1e-4)
+
+
+@pytest.mark.integration
 def test_onnx_truncates_very_long_text(onnx_embedder: OnnxEmbedder) -> None:
     words = [f"word{i % 97}" for i in range(5000)]
     long_row, prefix_row = onnx_embedder.encode([" ".join(words), " ".join(words[:400])])
