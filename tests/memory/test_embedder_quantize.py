@@ -98,7 +98,7 @@ def test_quantize_graph_uses_integer_matmul_with_per_row_scales(tmp_path: Path, 
 
 
 def _with_four_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """`model` with each MatMulIntegerToFloat (row scale 1) written out as MatMulInteger, Cast to
+    """`model` with each MatMulIntegerToFloat (A's scale 1) written out as MatMulInteger, Cast to
     fp32 and a Mul by the column scales."""
     out = onnx.ModelProto()
     out.CopyFrom(model)

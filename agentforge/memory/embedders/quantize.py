@@ -73,7 +73,7 @@ FIDELITY_TEXTS: tuple[str, ...] = (
 
 _CONSTANTS = {  # shared by every quantized MatMul
     "dq_zero_point": np.array(128, dtype=np.uint8),
-    "dq_one": np.array(1.0, dtype=np.float32),  # MatMulIntegerToFloat's row scale
+    "dq_one": np.array(1.0, dtype=np.float32),  # A's scale in MatMulIntegerToFloat
     "dq_eps": np.array(1e-8, dtype=np.float32),
     "dq_inv127": np.array(1.0 / 127.0, dtype=np.float32),
     "dq_127": np.array(127.0, dtype=np.float32),
@@ -370,7 +370,7 @@ def _quantize_rows(x: str, out: str, scale: str, opset: int) -> Iterator[NodePro
 
 def _integer_matmul(output: str, x_u8: str, x_scale: str, weight: str) -> Iterator[NodeProto]:
     """The integer product rescaled by the weight's column scales in one com.microsoft
-    `MatMulIntegerToFloat` (a row scale of 1), then times the row scales.
+    `MatMulIntegerToFloat` (A's scale 1), then times the activation's row scales.
 
     The row scales are applied by a Mul of their own: the op takes one scale for all of A. The
     numbers are those of `Cast(MatMulInteger) * column scales * row scales`, bit for bit, in two
