@@ -216,3 +216,36 @@ def test_build_keeps_the_unfused_model_when_the_fusion_embeds_differently(
     meta, ops = _built(tmp_path / "cache")
     assert meta["passed"] is True and meta["fused_attentions"] == 0
     assert "MultiHeadAttention" not in ops and "Softmax" in ops
+
+
+def test_a_fusion_keeps_what_only_a_subgraph_reads(tmp_path: Path) -> None:
+    """`x2 = x * 2` is read only inside an If's branch: dropping the nodes nobody reads must not
+    take it (nor its constant) with the GELU's."""
+    model = onnx.load(str(_gelu_model(tmp_path / "gelu.onnx")))
+    branch = helper.make_graph(
+        [helper.make_node("Identity", ["x2"], ["branch_out"])],
+        "branch",
+        [],
+        [helper.make_tensor_value_info("branch_out", TensorProto.FLOAT, ["batch", 8])],
+    )
+    graph = model.graph
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+            numpy_helper.from_array(np.array(True), "yes"),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("Mul", ["x", "two"], ["x2"]),
+            helper.make_node("If", ["yes"], ["z"], then_branch=branch, else_branch=branch),
+        ]
+    )
+    graph.output.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", 8]))
+    assert fusions.fuse_gelu(model) == 2
+    assert _ops(model) == ["Gelu", "Gelu", "If", "Mul"]
+    fused = tmp_path / "fused.onnx"
+    onnx.save(model, str(fused))
+    x = np.random.default_rng(4).normal(size=(3, 8)).astype(np.float32)
+    _gelu_out, z = _make_session(fused).run(None, {"x": x})
+    np.testing.assert_allclose(z, x * 2)

@@ -58,8 +58,9 @@ class _Graph:
 
     def keep(self, nodes: list[NodeProto], read: set[str] | None = None) -> None:
         """Make `nodes` the graph's nodes, without those whose outputs nobody reads, and drop
-        the constants (of `read`, default: all) that no node reads any more."""
-        live = set(self.outputs)
+        the constants (of `read`, default: all) that no node reads any more. What a subgraph
+        (an If or Loop body) reads from the outer graph counts as read."""
+        live = set(self.outputs) | _read_by_subgraphs(nodes)
         kept: list[NodeProto] = []
         for node in reversed(nodes):
             if any(out in live for out in node.output):
@@ -71,6 +72,27 @@ class _Graph:
         candidates = self.constants.keys() if read is None else read
         for name in [n for n in candidates if n not in live]:
             self.graph.initializer.remove(self.constants.pop(name))
+
+
+def _read_by_subgraphs(nodes: list[NodeProto]) -> set[str]:
+    """Every name the subgraphs of `nodes` (at any depth) read: a superset of what they take
+    from the outer graph."""
+    from onnx import AttributeProto
+
+    names: set[str] = set()
+    for node in nodes:
+        for attribute in node.attribute:
+            if attribute.type == AttributeProto.GRAPH:
+                graphs = [attribute.g]
+            elif attribute.type == AttributeProto.GRAPHS:
+                graphs = list(attribute.graphs)
+            else:
+                continue
+            for graph in graphs:
+                names.update(name for inner in graph.node for name in inner.input)
+                names.update(o.name for o in graph.output)
+                names |= _read_by_subgraphs(list(graph.node))
+    return names
 
 
 def use_microsoft_ops(model: ModelProto) -> None:
