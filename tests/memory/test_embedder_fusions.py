@@ -66,18 +66,25 @@ HIDDEN, HEADS, TOKENS = 8, 2, 5
 
 
 def _attention_model(
-    path: Path, *, value_scale: float = 1.0, mask_name: str = "attention_mask"
+    path: Path,
+    *,
+    value_scale: float = 1.0,
+    mask_name: str = "attention_mask",
+    scale_scores: bool = False,
 ) -> Path:
     """x -> query, key, value projections (MatMul + bias) -> heads -> scaled scores + the
-    additive padding mask -> Softmax -> context -> back to [batch, tokens, hidden]. The key's
-    scale is written constant first; `value_scale` other than 1 scales the values too (not an
-    attention block that `MultiHeadAttention` computes)."""
+    additive padding mask -> Softmax -> context -> back to [batch, tokens, hidden]. As torch's
+    exporter writes it, the query and the key are each scaled by head_size**-0.25 (the key's
+    scale written constant first); with `scale_scores`, as Hugging Face's exporters write it,
+    the scores are divided by sqrt(head_size) instead. `value_scale` other than 1 scales the
+    values too (not an attention block that `MultiHeadAttention` computes)."""
     rng = np.random.default_rng(7)
     head = HIDDEN // HEADS
     constants: dict[str, np.ndarray] = {
         "heads": np.array([0, 0, HEADS, head], np.int64),
         "merged": np.array([0, 0, HIDDEN], np.int64),
-        "scale": np.array(head**-0.25, np.float32),
+        "scale": np.array(1.0 if scale_scores else head**-0.25, np.float32),
+        "root": np.array(head**0.5, np.float32),
         "value_scale": np.array(value_scale, np.float32),
         "one": np.array(1.0, np.float32),
         "minus": np.array(-10000.0, np.float32),
@@ -102,8 +109,9 @@ def _attention_model(
         helper.make_node("Sub", ["one", "m0"], ["m1"]),
         helper.make_node("Mul", ["m1", "minus"], ["m2"]),
         helper.make_node("Unsqueeze", ["m2", "axes"], ["m3"]),
-        helper.make_node("MatMul", ["q4", "k4"], ["s0"]),
-        helper.make_node("Add", ["s0", "m3"], ["s1"]),
+        helper.make_node("MatMul", ["q4", "k4"], ["s0" if scale_scores else "scores"]),
+        *([helper.make_node("Div", ["s0", "root"], ["scores"])] if scale_scores else []),
+        helper.make_node("Add", ["scores", "m3"], ["s1"]),
         helper.make_node("Softmax", ["s1"], ["p"], axis=-1),
         helper.make_node("MatMul", ["p", "v4"], ["c0"]),
         helper.make_node("Transpose", ["c0"], ["c1"], perm=[0, 2, 1, 3]),
@@ -150,8 +158,11 @@ def _ops(model: onnx.ModelProto) -> list[str]:
     return sorted(node.op_type for node in model.graph.node)
 
 
-def test_attention_block_becomes_one_node_with_the_same_values(tmp_path: Path) -> None:
-    source = _attention_model(tmp_path / "attention.onnx")
+@pytest.mark.parametrize("scale_scores", [False, True], ids=["torch", "scores-divided"])
+def test_attention_block_becomes_one_node_with_the_same_values(
+    tmp_path: Path, scale_scores: bool
+) -> None:
+    source = _attention_model(tmp_path / "attention.onnx", scale_scores=scale_scores)
     model = onnx.load(str(source))
     assert fusions.fuse_attention(model) == 1
     assert _ops(model) == ["Cast", "MatMul", "MatMul", "MatMul", "MultiHeadAttention"]

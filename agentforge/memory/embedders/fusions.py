@@ -177,11 +177,9 @@ def _projection(g: _Graph, name: str) -> _Projection | None:
         elif op == "Reshape":
             head_size = head_size or _last_dimension(g, inputs[1])
             name = inputs[0]
-        elif op == "Div" and (value := g.scalar(inputs[1])) is not None and value != 0:
-            scale, name = scale / value, inputs[0]
-        elif op == "Mul" and len(inputs) == 2 and any(g.scalar(i) is not None for i in inputs):
-            constant = 1 if g.scalar(inputs[1]) is not None else 0
-            scale, name = scale * (g.scalar(inputs[constant]) or 0.0), inputs[1 - constant]
+        elif (step := _scaled(g, node)) is not None:
+            factor, name = step
+            scale *= factor
         elif op == "Add" and len(inputs) == 2:
             for x, b in ((0, 1), (1, 0)):
                 bias = g.array(inputs[b])
@@ -190,6 +188,34 @@ def _projection(g: _Graph, name: str) -> _Projection | None:
             return None
         else:
             return None
+    return None
+
+
+def _scaled(g: _Graph, node: NodeProto) -> tuple[float, str] | None:
+    """(factor, the tensor) of a Mul or Div of a tensor by a scalar constant; else None."""
+    inputs = list(node.input)
+    if len(inputs) != 2:
+        return None
+    if node.op_type == "Div" and (value := g.scalar(inputs[1])):  # not 0
+        return 1.0 / value, inputs[0]
+    if node.op_type == "Mul":
+        for x, c in ((0, 1), (1, 0)):
+            if (value := g.scalar(inputs[c])) is not None and inputs[x] not in g.constants:
+                return value, inputs[x]
+    return None
+
+
+def _scores(g: _Graph, masked: NodeProto) -> tuple[NodeProto, float] | None:
+    """The MatMul of the scores that the mask's Add reads, through scalar Mul/Div (HF's
+    exporters divide the scores by sqrt(head size); torch's scales the query and the key), and
+    the product of those scalars."""
+    for name in masked.input:
+        factor = 1.0
+        while (node := g.producer.get(name)) is not None and (step := _scaled(g, node)):
+            value, name = step
+            factor *= value
+        if node is not None and node.op_type == "MatMul":
+            return node, factor
     return None
 
 
@@ -213,9 +239,7 @@ def _attention(g: _Graph, softmax: NodeProto) -> tuple[NodeProto, NodeProto, np.
     masked = g.producer.get(softmax.input[0])
     if axis not in (-1, 3) or masked is None or masked.op_type != "Add":
         return None
-    scores = next(
-        (p for i in masked.input if (p := g.producer.get(i)) and p.op_type == "MatMul"), None
-    )
+    found = _scores(g, masked)
     probabilities = softmax.output[0]
     for reader in g.readers.get(probabilities, []):  # torch's guard: Where(IsNaN(p), 0, p)
         if reader.op_type == "Where" and reader.input[2] == probabilities:
@@ -228,8 +252,9 @@ def _attention(g: _Graph, softmax: NodeProto) -> tuple[NodeProto, NodeProto, np.
         ),
         None,
     )
-    if scores is None or context is None:
+    if found is None or context is None:
         return None
+    scores, factor = found
     q, k, v = (_projection(g, name) for name in (*scores.input, context.input[1]))
     heads = g.sole_reader(context.output[0], "Transpose")
     last = heads and g.sole_reader(heads.output[0], "Reshape")
@@ -247,7 +272,7 @@ def _attention(g: _Graph, softmax: NodeProto) -> tuple[NodeProto, NodeProto, np.
         domain="com.microsoft",
         name=name,
         num_heads=hidden // head_size,
-        scale=q.scale * k.scale,
+        scale=q.scale * k.scale * factor,
     )
     return last, node, np.concatenate([q.bias, k.bias, v.bias])
 
