@@ -107,10 +107,10 @@ def _with_four_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
         if node.op_type != "MatMulIntegerToFloat":
             nodes.append(node)
             continue
-        x, weight, _one, scales, zero_point = node.input
+        x, weight, _one, scales, *zero_points = node.input
         y = node.output[0]
         nodes += [
-            helper.make_node("MatMulInteger", [x, weight, zero_point], [f"{y}_i32"]),
+            helper.make_node("MatMulInteger", [x, weight, *zero_points], [f"{y}_i32"]),
             helper.make_node("Cast", [f"{y}_i32"], [f"{y}_f32"], to=TensorProto.FLOAT),
             helper.make_node("Mul", [f"{y}_f32", scales], [y]),
         ]
@@ -119,14 +119,44 @@ def _with_four_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def test_the_fused_integer_matmul_gives_the_numbers_of_the_four_node_form(tmp_path: Path) -> None:
+@pytest.mark.parametrize("unsigned", [False, True])
+def test_the_fused_integer_matmul_gives_the_numbers_of_the_four_node_form(
+    tmp_path: Path, unsigned: bool
+) -> None:
     model = onnx.load(str(_tiny_model(tmp_path / "tiny.onnx")))
-    q.quantize_graph(model)
+    q.quantize_graph(model, unsigned=unsigned)
     fused, written_out = tmp_path / "fused.onnx", tmp_path / "four.onnx"
     onnx.save(model, str(fused))
     onnx.save(_with_four_nodes(model), str(written_out))
     x = _inputs(7)
     np.testing.assert_array_equal(_run(fused, x), _run(written_out, x))
+
+
+def _integer_reference(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """The tiny model's quantized numbers computed in numpy: exact int products, no saturation."""
+    values, scales = q._quantize_columns(weight)
+    ranges = np.maximum(np.abs(x).max(axis=-1, keepdims=True), np.float32(1e-8))
+    rows = (x * (np.float32(127.0) / ranges) + np.float32(128.5)).astype(np.uint8)
+    products = (rows.astype(np.int32) - 128) @ values.astype(np.int32)
+    out = products.astype(np.float32) * scales * (ranges * np.float32(1.0 / 127.0))
+    return np.maximum(out, 0)
+
+
+@pytest.mark.parametrize("unsigned", [False, True])
+def test_unsigned_weights_never_saturate_and_the_probe_knows_when_int8_does(
+    tmp_path: Path, unsigned: bool
+) -> None:
+    source = _tiny_model(tmp_path / "tiny.onnx")
+    model = onnx.load(str(source))
+    weight = numpy_helper.to_array(model.graph.initializer[0])
+    q.quantize_graph(model, unsigned=unsigned)
+    derived = tmp_path / "derived.onnx"
+    onnx.save(model, str(derived))
+    x = _inputs(6)
+    x[:, :, :8] = np.abs(x[:, :, :8]).max()  # rows at the top of their range: 255 x 127 pairs
+    got, want = _run(derived, x), _integer_reference(x, weight)
+    exact = bool(np.allclose(got, want, rtol=1e-5, atol=1e-4))
+    assert exact is (unsigned or not q.saturates())
 
 
 def _fan_out_model(path: Path, opset: int) -> Path:
@@ -188,6 +218,8 @@ def test_build_once_then_reuse_from_the_sidecar(
     assert meta["passed"] is True and meta["quantized_matmuls"] == 1
     assert meta["min_cosine"] >= q.MIN_COSINE and meta["format"] == q.FORMAT_VERSION
     assert meta["onnx"] == onnx.__version__ and meta["sha256"]
+    assert meta["cpu"] == q.cpu_kind() and sidecar.stem.endswith(q.cpu_kind())
+    assert meta["weights"] == ("uint8" if q.saturates() else "int8")
     assert not list((cache / "embedders").glob(".*"))  # no temporary files left behind
     mtime = derived.stat().st_mtime_ns
 
