@@ -115,7 +115,7 @@ def part_embedder(plan: Plan) -> dict[str, Any]:
     """Raw `OnnxEmbedder.encode` throughput on calls of 1024 texts, and single-query encode
     latency, for the engine's configuration (what `Memory.from_settings` builds: all cores,
     inner batch `embed_batch_size`) and two alternatives. The engine's is the ceiling."""
-    from agentforge.memory.embedders import OnnxEmbedder
+    from agentforge.memory.embedders import OnnxEmbedder, quantize
     from agentforge.settings import Settings
 
     corpus = make_corpus(plan.embed_sample, seed=plan.seed)
@@ -127,6 +127,9 @@ def part_embedder(plan: Plan) -> dict[str, Any]:
         ("1 thread", 1, engine_batch),
     ]
     out: dict[str, Any] = {"texts": len(corpus.texts), "load": [_load()], "configs": []}
+    # The integer kernels differ by CPU (VNNI or not): runs on other CPUs are not comparable.
+    out["cpu"] = quantize.cpu_kind()
+    out["integer_weights"] = "uint8" if quantize.saturates() else "int8"
     for label, threads, batch_size in configs:
         embedder = OnnxEmbedder.from_package(threads=threads, batch_size=batch_size)
         embedder.encode(corpus.texts[:256])  # warm-up
@@ -142,6 +145,7 @@ def part_embedder(plan: Plan) -> dict[str, Any]:
             start = time.perf_counter()
             embedder.encode([q])
             single.append((time.perf_counter() - start) * 1000)
+        out.setdefault("model_id", embedder.model_id)
         embedder.close()
         out["configs"].append(
             {
@@ -715,7 +719,10 @@ def render(results: dict[str, Any], console: Any = None) -> None:
             _num(cfg["single_query_ms_p50"], 2),
             _num(cfg["single_query_ms_p99"], 2),
         )
-    table.caption = f"machine load avg (1 min) {_loads(emb)}"
+    table.caption = (
+        f"model {emb.get('model_id', '?')} · CPU {emb.get('cpu', '?')}, integer weights "
+        f"{emb.get('integer_weights', '?')} · machine load avg (1 min) {_loads(emb)}"
+    )
     console.print(table)
 
     table = Table(title="AgentForge memory vs plain chromadb with its defaults")
