@@ -24,6 +24,7 @@ without re-checking, and a failed check is not retried on every start.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -364,32 +365,31 @@ def _quantize_columns(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, scales
 
 
+@functools.cache
 def saturates() -> bool:
     """Whether onnxruntime's uint8 x int8 integer MatMul saturates on this CPU.
 
     Without VNNI, x86 kernels add adjacent uint8 x int8 products in int16 (`vpmaddubsw`), which
     clips at 32767: 255 * 127 * 2 does not fit. Our activations sit around their zero point 128,
     so many pairs clip (the packaged model's fidelity fell to a min cosine of 0.980 on an AVX2
-    machine). The probe multiplies such a row and compares with the exact sum.
+    machine). The probe runs the nodes `_integer_matmul` writes on such rows and compares with
+    the exact sums.
     """
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     depth = 64
-    inputs = [numpy_helper.from_array(np.full((depth, 1), 127, np.int8), "w")]
-    inputs += [numpy_helper.from_array(_CONSTANTS[k], k) for k in ("dq_one", "dq_zero_point")]
-    node = helper.make_node(
-        "MatMulIntegerToFloat",
-        ["a", "w", "dq_one", "dq_one", "dq_zero_point"],
-        ["y"],
-        domain="com.microsoft",
-    )
+    constants = {
+        "w_dq_weight": np.full((depth, 1), 127, np.int8),
+        "w_dq_scale": np.ones(1, np.float32),
+        **{k: _CONSTANTS[k] for k in ("dq_one", "dq_zero_point")},
+    }
     graph = helper.make_graph(
-        [node],
+        list(_integer_matmul("y", "a", "dq_one", "w", unsigned=False)),
         "saturation_probe",
         [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, depth])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])],
-        inputs,
+        [numpy_helper.from_array(v, k) for k, v in constants.items()],
     )
     model = helper.make_model(
         graph,
@@ -401,8 +401,7 @@ def saturates() -> bool:
     session = ort.InferenceSession(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
-    rows = np.full((4, depth), 255, np.uint8)
-    (out,) = session.run(None, {"a": rows})
+    (out,) = session.run(None, {"a": np.full((4, depth), 255, np.uint8)})
     return bool(np.any(out != 127 * 127 * depth))
 
 
