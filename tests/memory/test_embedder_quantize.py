@@ -231,6 +231,25 @@ def test_build_once_then_reuse_from_the_sidecar(
     assert derived.stat().st_mtime_ns == mtime
 
 
+def test_a_build_removes_older_formats_of_its_source_and_keeps_the_rest(
+    tiny: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "cache" / "embedders"
+    folder.mkdir(parents=True)
+    sha = q._file_sha256(tiny)[:32]
+    older = [f"{sha}-dq{q.FORMAT_VERSION - 1}-ort1.0.onnx", f"{sha}-dq1-ort1.0-x86_64.json"]
+    kept = [
+        f"{sha}-dq{q.FORMAT_VERSION}-ort0.1-other-cpu.onnx",  # this format, elsewhere
+        f"{'0' * 32}-dq1-ort1.0.onnx",  # another source model
+        "notes.txt",
+    ]
+    for name in older + kept:
+        (folder / name).write_text("x")
+    assert q.quantized_model(tiny, tmp_path / "cache", _tiny_encode) is not None
+    names = {p.name for p in folder.iterdir()}
+    assert not names & set(older) and set(kept) <= names
+
+
 def test_failed_fidelity_check_falls_back_and_is_remembered(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

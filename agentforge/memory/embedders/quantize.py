@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import platform
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -140,6 +141,7 @@ def build(source: Path, sha: str, model: Path, sidecar: Path, encode: EncodeFn) 
 
     started = time.perf_counter()
     model.parent.mkdir(parents=True, exist_ok=True)
+    _remove_older_formats(model.parent, sha)
     meta: dict[str, Any] = {
         "format": FORMAT_VERSION,
         "source": str(source),
@@ -183,6 +185,20 @@ def build(source: Path, sha: str, model: Path, sidecar: Path, encode: EncodeFn) 
         os.replace(derived, model)
     _write_json(sidecar, meta)
     return model
+
+
+def _remove_older_formats(folder: Path, sha: str) -> None:
+    """Delete this source's cached builds of older FORMAT_VERSIONs (this code never reads
+    them; a derived MiniLM is ~58 MB). Builds of this format for other onnxruntime versions or
+    CPU kinds stay: a cache directory may be shared."""
+    pattern = re.compile(rf"{re.escape(sha[:32])}-dq(\d+)-.*\.(onnx|json)")
+    for path in folder.iterdir():
+        match = pattern.fullmatch(path.name)
+        if match and int(match.group(1)) < FORMAT_VERSION:
+            try:
+                path.unlink()
+            except OSError as exc:  # another process may have removed it first
+                logger.debug("old cached embedding model %s not removed: %s", path, exc)
 
 
 def _fuse_attention(graph: ModelProto, derived: Path, tmp: Path, encode: EncodeFn) -> int:
