@@ -114,24 +114,28 @@ def _run_isolated(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, An
 def part_embedder(plan: Plan) -> dict[str, Any]:
     """Raw `OnnxEmbedder.encode` throughput on calls of 1024 texts, and single-query encode
     latency, for the engine's configuration (what `Memory.from_settings` builds: all cores,
-    inner batch `embed_batch_size`) and two alternatives. The engine's is the ceiling."""
+    inner batch `embed_batch_size`) and two alternatives. The engine's is the ceiling. Last,
+    the packaged fp32 model on one thread, against which the int8 copy's speed-up is quoted."""
     from agentforge.memory.embedders import OnnxEmbedder, quantize
     from agentforge.settings import Settings
 
     corpus = make_corpus(plan.embed_sample, seed=plan.seed)
     queries = corpus.queries(200)
     engine_batch = Settings().embed_batch_size
-    configs = [
-        ("engine", None, engine_batch),
-        ("batch 256", None, 256),
-        ("1 thread", 1, engine_batch),
+    configs = [  # label, threads, inner batch, quantized
+        ("engine", None, engine_batch, True),
+        ("batch 256", None, 256, True),
+        ("1 thread", 1, engine_batch, True),
+        ("fp32 source, 1 thread", 1, engine_batch, False),
     ]
     out: dict[str, Any] = {"texts": len(corpus.texts), "load": [_load()], "configs": []}
     # The integer kernels differ by CPU (VNNI or not): runs on other CPUs are not comparable.
     out["cpu"] = quantize.cpu_kind()
     out["integer_weights"] = "uint8" if quantize.saturates() else "int8"
-    for label, threads, batch_size in configs:
-        embedder = OnnxEmbedder.from_package(threads=threads, batch_size=batch_size)
+    for label, threads, batch_size, quantized in configs:
+        embedder = OnnxEmbedder.from_package(
+            threads=threads, batch_size=batch_size, quantize=quantized
+        )
         embedder.encode(corpus.texts[:256])  # warm-up
         rates, cpu_rates = [], []
         for _ in range(2):
@@ -140,11 +144,12 @@ def part_embedder(plan: Plan) -> dict[str, Any]:
                 embedder.encode(corpus.texts[i : i + 1024])
             rates.append(len(corpus.texts) / (time.perf_counter() - start))
             cpu_rates.append(len(corpus.texts) / (time.process_time() - cpu))
-        single = []
+        single, single_cpu = [], []
         for q in queries:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             embedder.encode([q])
             single.append((time.perf_counter() - start) * 1000)
+            single_cpu.append((time.process_time() - cpu) * 1000)
         out.setdefault("model_id", embedder.model_id)
         embedder.close()
         out["configs"].append(
@@ -156,6 +161,7 @@ def part_embedder(plan: Plan) -> dict[str, Any]:
                 "texts_per_cpu_s": statistics.median(cpu_rates),
                 "single_query_ms_p50": _pct(single, 50),
                 "single_query_ms_p99": _pct(single, 99),
+                "single_query_cpu_ms": statistics.fmean(single_cpu),
             }
         )
     out["texts_per_s"] = out["configs"][0]["texts_per_s"]
@@ -707,6 +713,7 @@ def render(results: dict[str, Any], console: Any = None) -> None:
         "texts/CPU-s",
         "1 query p50 ms",
         "1 query p99 ms",
+        "1 query CPU ms",
     ):
         table.add_column(name, justify="left" if name == "config" else "right")
     for cfg in emb["configs"]:
@@ -718,6 +725,7 @@ def render(results: dict[str, Any], console: Any = None) -> None:
             _num(cfg["texts_per_cpu_s"], 0),
             _num(cfg["single_query_ms_p50"], 2),
             _num(cfg["single_query_ms_p99"], 2),
+            _num(cfg.get("single_query_cpu_ms"), 2),
         )
     table.caption = (
         f"model {emb.get('model_id', '?')} · CPU {emb.get('cpu', '?')}, integer weights "
