@@ -126,7 +126,7 @@ def part_embedder(plan: Plan) -> dict[str, Any]:
         ("engine", None, engine_batch, True),
         ("batch 256", None, 256, True),
         ("1 thread", 1, engine_batch, True),
-        ("fp32 source, 1 thread", 1, engine_batch, False),
+        ("fp32 source", 1, engine_batch, False),
     ]
     out: dict[str, Any] = {"texts": len(corpus.texts), "load": [_load()], "configs": []}
     # The integer kernels differ by CPU (VNNI or not): runs on other CPUs are not comparable.
