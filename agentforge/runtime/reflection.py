@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from agentforge.llm import Message
 from agentforge.runtime.common import emit
 from agentforge.runtime.context import RunContext
+from agentforge.runtime.grounding import unsupported
 from agentforge.runtime.prompts import load_prompt
 from agentforge.runtime.state import RunState
 from agentforge.runtime.steps import (
@@ -75,8 +76,25 @@ async def verify(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any
     else:
         verdict = ReflectionStep(outcome="success" if judgement.success else "failure",
                                  judged_by="judge", reason=judgement.reason)
+    verdict = _grounded(verdict, state)
     emit(runtime, state, "judged", "verify", outcome=verdict.outcome, reason=verdict.reason)
     return {"verdict": dump(verdict), **_usage(state, response)}
+
+
+def _grounded(verdict: ReflectionStep, state: RunState) -> ReflectionStep:
+    """A judge's `success` for an answer whose numbers no tool result states becomes `unknown`:
+    memory keeps the episode but credits nothing and distils no lesson from it."""
+    if verdict.outcome != "success":
+        return verdict
+    answer = (state.get("final") or {}).get("answer", "")
+    missing = unsupported(answer, state["task"], state.get("steps", []))
+    if not missing:
+        return verdict
+    shown = ", ".join(missing[:3])
+    return verdict.model_copy(update={
+        "outcome": "unknown", "judged_by": "runtime",
+        "reason": f"the judge passed the answer, but no tool result or the task states {shown} "
+                  f"(judge: {verdict.reason})"})
 
 
 async def reflect(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any]:
@@ -89,18 +107,18 @@ async def reflect(state: RunState, runtime: Runtime[RunContext]) -> dict[str, An
         verdict.replan = True
         emit(runtime, state, "reflected", "reflect", replan=True, reason=verdict.reason)
         return {"verdict": dump(verdict), "steps": [dump(verdict)]}
-    if not ctx.learn or ctx.memory is None:  # nothing would keep the lessons: spend no tokens
+    if not ctx.learn or ctx.memory is None or verdict.outcome == "unknown":
+        # nothing would keep the lessons (no memory, or no outcome to learn from): spend no tokens
         emit(runtime, state, "reflected", "reflect", replan=False, lessons=0, valid=True)
         return {"verdict": dump(verdict), "steps": [dump(verdict)]}
-    outcome_text = {"success": "succeeded", "failure": "failed"}.get(verdict.outcome,
-                                                                     "ended, outcome unknown")
+    outcome_text = "succeeded" if verdict.outcome == "success" else "failed"
     prompt = load_prompt("distill").render(
         outcome_text=outcome_text, max_items=ctx.limits.distill_items, task=state["task"],
         steps=render_steps(state.get("steps", []), last=16), outcome=verdict.outcome,
         reason=verdict.reason)
     distilled, response = await ask_structured(ctx.reflector, [Message.user(prompt)], Distilled,
                                                max_tokens=ctx.limits.distill_max_tokens)
-    if distilled is not None and verdict.outcome != "unknown":
+    if distilled is not None:
         useful = [e for e in distilled.items if is_lesson(e, state["task"])]
         verdict.experiences = useful[: ctx.limits.distill_items]
     emit(runtime, state, "reflected", "reflect", replan=False, lessons=len(verdict.experiences),

@@ -41,7 +41,7 @@ def role(messages: Sequence[Message]) -> str:
     raise AssertionError(f"unknown prompt: {text[:80]}")
 
 
-def shop_agent(judge_success: bool = True, item: str = "apple"):
+def shop_reply(judge_success: bool = True, item: str = "apple"):
     def reply(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str | Message:
         r = role(messages)
         if r == "planner":
@@ -65,7 +65,11 @@ def shop_agent(judge_success: bool = True, item: str = "apple"):
             }
         )
 
-    return ScriptedLLM(reply)
+    return reply
+
+
+def shop_agent(judge_success: bool = True, item: str = "apple") -> ScriptedLLM:
+    return ScriptedLLM(shop_reply(judge_success, item))
 
 
 @pytest.fixture
@@ -166,6 +170,39 @@ def test_the_step_budget_asks_for_an_answer(tmp_path: Path, memory: Memory) -> N
     assert result.actions == 2 and result.answer == "an apple costs 3 EUR"
     assert result.steps[-2]["reason"] == "answered at the step budget"
     assert result.outcome == "success" and result.steps[-1]["judged_by"] == "judge"
+
+
+def test_a_passed_answer_no_tool_result_states_is_not_learned_from(
+    tmp_path: Path, memory: Memory
+) -> None:
+    """The judge passes "4 EUR" after the shop said 3: memory keeps the episode as `unknown`,
+    credits nothing and asks for no lessons; the same run answering 3 EUR is a success."""
+
+    def answers(price: str):
+        def reply(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str | Message:
+            if role(messages) == "executor" and any(m.role == "tool" for m in messages):
+                return ScriptedLLM.tool_call("finish", answer=f"an apple costs {price}")
+            return shop_reply()(messages, tools)
+
+        return ScriptedLLM(reply)
+
+    agent = forge(tmp_path, memory, answers("3 EUR"))
+    assert agent.run("What does an apple cost?").outcome == "success"
+    lesson = memory.recall("lookup_price", levels=["experience"]).hits[0]
+    llm = answers("4 EUR")
+    result = forge(tmp_path, memory, llm).run("What does a fruit cost?")
+    verdict = result.steps[-1]
+    assert result.answer == "an apple costs 4 EUR" and result.outcome == "unknown"
+    assert verdict["judged_by"] == "runtime" and "states 4" in verdict["reason"]
+    assert "judge: checked" in verdict["reason"] and verdict["experiences"] == []
+    assert [role(c.messages) for c in llm.calls][-1] == "judge"  # no distil call
+    episodes = memory.recall("What does a fruit cost?", levels=["episode"]).hits
+    assert episodes[0].metadata["outcome"] == "unknown"
+    assert memory.stats()["namespaces"]["default"]["levels"]["experience"] == 1
+    planner = [c.messages[0].content for c in llm.calls if role(c.messages) == "planner"]
+    assert "Look prices up with lookup_price" in planner[0]  # recalled, yet not credited:
+    record = memory.c.store.get(lesson.id)
+    assert (record.successes, record.failures, record.utility) == (0, 0, 0.5)
 
 
 def test_an_identical_call_is_not_run_again(tmp_path: Path, memory: Memory) -> None:
