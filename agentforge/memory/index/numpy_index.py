@@ -67,9 +67,12 @@ class _Space:
                 [row for row, meta in enumerate(self.metas) if matches(meta, where)], dtype=np.intp
             )
             matrix = matrix[candidates]
-        if candidates.size == 0:
+        if candidates.size == 0 or len(vectors) == 0:
             return [[] for _ in range(len(vectors))]
-        scores = vectors @ matrix.T  # (queries, candidates): cosine, as rows are unit vectors
+        # (queries, candidates): cosine, as rows are unit vectors. One product per query: one
+        # for the batch rounds each row differently with the batch's size, near-ties reorder,
+        # and a query's hits must not depend on its batch-mates (as the other indexes' do not)
+        scores = np.stack([matrix @ vector for vector in vectors])
         take = min(k, candidates.size)
         if take < candidates.size:
             top = np.argpartition(-scores, take - 1, axis=1)[:, :take]
