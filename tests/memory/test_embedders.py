@@ -374,6 +374,39 @@ def test_onnx_parallel_micro_batches_match_one_worker() -> None:
 
 
 @pytest.mark.integration
+def test_onnx_encode_parts_gives_each_micro_batch_as_it_ends() -> None:
+    """Recall starts on the first queries' rows while the workers embed the rest."""
+    texts = [f"note {i}: " + " ".join(["recall budgets"] * (i % 5)) for i in range(40)]
+    emb = OnnxEmbedder.from_package(threads=2, batch_size=8)
+    try:
+        parts = list(emb.encode_parts(texts))
+        assert len(parts) == 5 and all(len(positions) == 8 for positions, _ in parts)
+        assert sorted(p for positions, _ in parts for p in positions) == list(range(40))
+        rows = emb.encode(texts)
+        for positions, part in parts:
+            np.testing.assert_allclose(part, rows[positions], atol=1e-6)
+        assert list(emb.encode_parts([])) == []
+    finally:
+        emb.close()
+
+
+def test_embed_parts_gives_cached_rows_first_and_each_position_once() -> None:
+    counting = CountingEmbedder(HashEmbedder())
+    batching = BatchingEmbedder(counting, cache_size=16)
+    batching.embed_blocking(["b"], query=True)
+    texts = ["a", "b", "c", "a", "d"]
+    parts = list(batching.embed_parts_blocking(texts, query=True))
+    assert parts[0][0] == [1]  # "b", from the cache
+    assert sorted(p for positions, _ in parts for p in positions) == list(range(5))
+    expected = HashEmbedder().encode(texts)
+    for positions, rows in parts:
+        np.testing.assert_array_equal(rows, expected[positions])
+    assert counting.batches == [1, 3]  # "a" asked twice reached the model once
+    assert (batching.stats.cache_hits, batching.stats.cache_misses) == (1, 4)
+    assert list(batching.embed_parts_blocking([], query=True)) == []
+
+
+@pytest.mark.integration
 def test_onnx_runs_the_longest_micro_batches_first(monkeypatch: pytest.MonkeyPatch) -> None:
     """The last micro-batch to end is a short one, not the longest, which kept one worker busy
     while the other had nothing left."""

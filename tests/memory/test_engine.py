@@ -15,12 +15,13 @@ import pytest
 from sqlalchemy import create_engine
 
 from agentforge.errors import InputError, NotFoundError
-from agentforge.memory.embedders import HashEmbedder
+from agentforge.memory import recall as recall_module
+from agentforge.memory.embedders import BatchingEmbedder, HashEmbedder
 from agentforge.memory.engine import Memory
 from agentforge.memory.fusion import FusionWeights
 from agentforge.memory.index import NumpyVectorIndex
 from agentforge.memory.store import SQLStore
-from agentforge.types import Level, MemoryInput
+from agentforge.types import Level, MemoryInput, RecallResult
 
 POSTGRES_URL = os.environ.get("AGENTFORGE_TEST_POSTGRES_URL")
 
@@ -254,6 +255,74 @@ def test_concurrent_recalls_coalesce_into_few_batches(memory: Memory) -> None:
     results = asyncio.run(run())
     assert len(results) == 64 and all(r.hits for r in results)
     assert memory._recaller.stats.batches - before <= 2
+
+
+class _PartsEmbedder(HashEmbedder):
+    """Gives its rows in parts of 5, last texts first, as the ONNX embedder's workers do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts = 0
+
+    def encode_parts(self, texts):  # type: ignore[no-untyped-def]
+        rows = self.encode(texts)
+        for start in reversed(range(0, len(texts), 5)):
+            self.parts += 1
+            positions = list(range(start, min(start + 5, len(texts))))
+            yield positions, rows[positions]
+
+
+def test_a_batch_finished_part_by_part_gives_what_it_gives_in_one_piece(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Recall finishes a batch's requests as their embeddings come (`PIPELINE_CHUNK` at a
+    time, in the order the parts end): every request gets the hits the batch gives it when it
+    is finished in one piece, and alone; duplicates and cached queries included, each logged."""
+    embedder = _PartsEmbedder()
+    memory = Memory.in_memory(BatchingEmbedder(embedder))
+    colours = ["red", "blue", "green", "late", "early", "lost", "spare", "heavy"]
+    try:
+        memory.retain(
+            [
+                f"the {w} shipment from {c} left in week {i}"
+                for i, (w, c) in enumerate(
+                    (w, c) for w in colours for c in ["Oslo", "Porto", "Riga", "Cork", "Bari"]
+                )
+            ]
+        )
+        queries = [
+            f"when did the {w} shipment from {c} leave?"
+            for w in colours
+            for c in ["Oslo", "Riga", "Bari", "Lima", "Cork"]
+        ]
+        queries += queries[:3]  # asked twice in the batch
+
+        def batch(log: bool) -> list:
+            async def run() -> list:
+                return await asyncio.gather(*(memory.arecall(q, k=5, log=log) for q in queries))
+
+            return asyncio.run(run())
+
+        monkeypatch.setattr(recall_module, "PIPELINE_CHUNK", len(queries))
+        whole = batch(log=False)
+        memory.c.embedder.close()  # an empty query cache: every text reaches the model again
+        memory.recall(queries[5], k=5, log=False)  # but one
+        monkeypatch.setattr(recall_module, "PIPELINE_CHUNK", 16)
+        before, parts = memory._recaller.stats.batches, embedder.parts
+        results = batch(log=True)
+        assert memory._recaller.stats.batches - before == 1
+        assert embedder.parts - parts == 8  # 39 texts reached the model
+
+        def found(result: RecallResult) -> list[tuple[str, float]]:
+            return [(h.id, h.score) for h in result.hits]
+
+        for q, got, one in zip(queries, results, whole, strict=True):
+            assert got.query == q and got.hits and got.recall_id is not None
+            assert found(got) == found(one) == found(memory.recall(q, k=5, log=False))
+        logged = {e.id: e.query for e in memory.recall_log(limit=100)}
+        assert [logged[r.recall_id] for r in results] == queries
+    finally:
+        memory.close()
 
 
 def test_sync_api_refuses_to_run_inside_an_event_loop(memory: Memory) -> None:

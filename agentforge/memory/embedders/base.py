@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 
 import numpy as np
@@ -35,6 +35,22 @@ class Embedder(ABC):
         """`embed` for code already running in a worker thread (recall's own thread): the
         same rows, without a hop to another thread."""
         return self.encode(texts)
+
+    def encode_parts(self, texts: Sequence[str]) -> Iterator[tuple[list[int], np.ndarray]]:
+        """`encode` in parts, each as soon as it is ready: (positions in `texts`, their rows).
+        Every position comes exactly once; by default in one part."""
+        items = check_texts(texts)
+        if items:
+            yield list(range(len(items))), self.encode(items)
+
+    def embed_parts_blocking(
+        self, texts: Sequence[str], *, query: bool = False
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
+        """`embed_blocking` in parts, as `encode_parts`: a caller starts on the first rows while
+        the model still runs on the others."""
+        items = check_texts(texts)
+        if items:
+            yield list(range(len(items))), self.embed_blocking(items, query=query)
 
     def close(self) -> None:  # noqa: B027 - an optional hook, deliberately not abstract
         """Release resources held by the embedder (no-op by default)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -92,14 +92,38 @@ class BatchingEmbedder(Embedder):
     def embed_blocking(self, texts: Sequence[str], *, query: bool = False) -> np.ndarray:
         """`embed` in the calling thread: the same cache, one model call of its own."""
         items = check_texts(texts)
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        for positions, rows in self.embed_parts_blocking(items, query=query):
+            out[positions] = rows
+        return out
+
+    def embed_parts_blocking(
+        self, texts: Sequence[str], *, query: bool = False
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
+        """`embed_blocking` in parts: the cached rows first, then the model's micro-batches as
+        they end."""
+        items = check_texts(texts)
         if not items:
-            return empty_rows(self.dim)
+            return
         if not query or self.cache_size == 0:
-            return self.encode(items)
+            self._count_call(len(items))
+            yield from self.inner.encode_parts(items)
+            return
         found, missing = self._lookup(items)
-        if missing:
-            self._remember(missing, self.encode(missing), found)
-        return np.stack([found[text] for text in items])
+        cached = [i for i, text in enumerate(items) if text in found]
+        if cached:
+            yield cached, np.stack([found[items[i]] for i in cached])
+        if not missing:
+            return
+        at: dict[str, list[int]] = {}  # a text asked for twice is one model input
+        for i, text in enumerate(items):
+            at.setdefault(text, []).append(i)
+        self._count_call(len(missing))
+        for positions, rows in self.inner.encode_parts(missing):
+            texts_done = [missing[j] for j in positions]
+            self._remember(texts_done, rows, found)
+            spots = [i for text in texts_done for i in at[text]]
+            yield spots, np.stack([found[items[i]] for i in spots])
 
     def close(self) -> None:
         with self._lock:

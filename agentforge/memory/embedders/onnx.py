@@ -12,15 +12,15 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agentforge.errors import ConfigError, MemoryStoreError
-from agentforge.memory.embedders.base import Embedder, check_texts, empty_rows, l2_normalize
+from agentforge.memory.embedders.base import Embedder, check_texts, l2_normalize
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -316,24 +316,36 @@ class OnnxEmbedder(Embedder):
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         items = check_texts(texts)
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        for positions, rows in self.encode_parts(items):
+            out[positions] = rows
+        return out
+
+    def encode_parts(self, texts: Sequence[str]) -> Iterator[tuple[list[int], np.ndarray]]:
+        """The micro-batches as each ends (on the workers, in the order they finish)."""
+        items = check_texts(texts)
         if not items:
-            return empty_rows(self.dim)
+            return
         ids = [enc.ids for enc in self._tokenizer.encode_batch(items)]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
-        out = np.empty((len(ids), self.dim), dtype=np.float32)
         parts = max(-(-len(ids) // self.batch_size), min(self.workers, len(ids) // MIN_SPLIT))
         size = -(-len(ids) // parts)
         chunks = [order[start : start + size] for start in range(0, len(order), size)]
 
-        def run(chunk: list[int]) -> None:
-            out[chunk] = self._run_batch([ids[i] for i in chunk])
+        def run(chunk: list[int]) -> tuple[list[int], np.ndarray]:
+            return chunk, self._run_batch([ids[i] for i in chunk])
 
         if len(chunks) == 1 or self.workers == 1:
             for chunk in chunks:
-                run(chunk)
-        else:
-            list(self._executor().map(run, chunks))  # list(): re-raise the first failure
-        return out
+                yield run(chunk)
+            return
+        futures = [self._executor().submit(run, chunk) for chunk in chunks]
+        try:
+            for future in as_completed(futures):
+                yield future.result()  # re-raises a micro-batch's failure
+        finally:  # a consumer that stops early: run no micro-batch that has not started
+            for future in futures:
+                future.cancel()
 
     def close(self) -> None:
         """Stop the worker threads (after the calls under way); a later `encode` starts new
