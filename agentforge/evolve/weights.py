@@ -1,8 +1,8 @@
 """Tuning the recall weights of a namespace from logged recalls and their runs' outcomes.
 
-**Data.** Every recall logs the channel ranks of its best fused candidates (`RecallLog.ranks`,
-the top `LOGGED_CANDIDATES`, more than it returned). A log counts once its run has an outcome
-(`Memory.arecord_outcome` credited it).
+**Data.** Every recall made in a run (`run_id`) logs the channel ranks of its best fused
+candidates (`RecallLog.ranks`, the top `LOGGED_CANDIDATES`, more than it returned). A log counts
+once its run has an outcome (`Memory.arecord_outcome` credited it).
 
 **Relevance.** For a logged recall, a candidate's relevance is what the outcomes say about it
 *for that query*: over the logged recalls of the same query (case and spacing aside) that

@@ -521,7 +521,8 @@ def _log(
                 result_ids=[h.id for h in results[i].hits],
                 scores=[h.score for h in results[i].hits],
                 latency_ms=elapsed,
-                ranks=logged_ranks(fused[i], ranks[i]),
+                # only a run's outcome credits a log, and only credited logs are read for tuning
+                ranks=logged_ranks(fused[i], ranks[i]) if requests[i].run_id else None,
             )
             for i in logged
         ]

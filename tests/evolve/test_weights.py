@@ -96,6 +96,16 @@ def test_recall_logs_channel_ranks_of_more_candidates_than_it_returns(memory: Me
     assert first["keyword"] == 1 and first["dense"] == 2
 
 
+def test_a_recall_outside_a_run_logs_no_channel_ranks(memory: Memory) -> None:
+    """Only a run's outcome credits a recall log and only credited logs are tuned on: the ranks
+    (~2.4 KB a log) of a recall without a run would never be read."""
+    memory.recall(query(0), k=2)
+    memory.recall(query(0), k=2, run_id="r")
+    in_run, outside = memory.recall_log(limit=2)
+    assert outside.run_id is None and outside.ranks is None and len(outside.result_ids) == 2
+    assert in_run.run_id == "r" and len(in_run.ranks or {}) == 30
+
+
 def test_tuning_moves_weight_to_the_useful_channel_and_recall_uses_it(memory: Memory) -> None:
     for i in range(TOPICS):
         run_topic(memory, i, dense_helps=True)
