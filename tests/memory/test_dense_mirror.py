@@ -373,7 +373,7 @@ def test_snapshot_mode_loads_a_snapshot_but_never_builds(
     db: Path, small_snapshots: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """What short CLI commands use: no snapshot, no mirror (the index answers); with one, the
-    mirror as usual."""
+    mirror as usual. (An empty store never builds, see the next test for a small one.)"""
     m = Memory(
         SQLStore.from_url(f"sqlite:///{db}", dense_mirror="snapshot"), NumpyVectorIndex(), EMBEDDER
     )
@@ -393,6 +393,25 @@ def test_snapshot_mode_loads_a_snapshot_but_never_builds(
     )
     try:
         check(db, mirror_search(m, "red key"), "red key")
+    finally:
+        m.close()
+
+
+def test_snapshot_mode_builds_a_small_store(db: Path, small_snapshots: None) -> None:
+    """A store of at most SMALL_BUILD_ROWS builds in a short command too: faster than the
+    vector index's first query in a fresh process (chromadb is not even imported)."""
+    assert len(FACTS) <= dense_mirror.SMALL_BUILD_ROWS
+    writer = Memory(
+        SQLStore.from_url(f"sqlite:///{db}", dense_mirror="off"), NumpyVectorIndex(), EMBEDDER
+    )
+    writer.retain(FACTS)
+    writer.close()
+    m = Memory(
+        SQLStore.from_url(f"sqlite:///{db}", dense_mirror="snapshot"), NumpyVectorIndex(), EMBEDDER
+    )
+    try:
+        check(db, mirror_search(m, "red key"), "red key")
+        assert m.c.store._dense_mirror._state == "ready"
     finally:
         m.close()
 

@@ -587,3 +587,18 @@ async def test_embedded_chroma_is_safe_across_processes(tmp_path: Path) -> None:
         assert [row[0][0] for row in hits] == all_ids
         [row] = await fresh.query("shared/space", all_vectors[:1], k=500, where={"worker": [2]})
         assert len(row) == MP_BATCHES * MP_BATCH_SIZE
+
+
+def test_closing_an_embedded_index_it_never_used_does_not_import_chromadb(tmp_path: Path) -> None:
+    """A short command that the dense mirror answered closes the index without importing
+    chromadb (~0.7 s) to clear a client cache it never filled."""
+    code = (
+        "import sys; from agentforge.memory.index import ChromaVectorIndex; "
+        f"ChromaVectorIndex.persistent({str(tmp_path / 'chroma')!r}).close(); "
+        "print('chromadb' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

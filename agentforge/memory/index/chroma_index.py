@@ -33,6 +33,7 @@ import itertools
 import os
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -447,7 +448,11 @@ class ChromaVectorIndex(VectorIndex):
 
 
 def _forget_embedded_systems() -> None:
-    """Clear chromadb's process-wide client cache so the next client reloads from disk."""
+    """Clear chromadb's process-wide client cache so the next client reloads from disk. A
+    process that never imported chromadb has none (importing it to clear nothing cost a short
+    CLI command ~0.7 s)."""
+    if "chromadb.api.client" not in sys.modules:
+        return
     from chromadb.api.client import SharedSystemClient
 
     SharedSystemClient.clear_system_cache()
