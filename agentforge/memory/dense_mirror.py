@@ -33,7 +33,7 @@ from sqlalchemy import Engine
 from agentforge.memory import dense_snapshot
 from agentforge.memory.dense_snapshot import SavedGraph
 from agentforge.memory.index.base import Hits
-from agentforge.memory.log_follower import LogFollower
+from agentforge.memory.log_follower import LogFollower, rows_ever
 from agentforge.memory.seq_ids import SeqIds
 
 try:  # an optional fast path: without hnswlib the vector index answers every query
@@ -204,7 +204,7 @@ class DenseMirror(LogFollower):
             except Exception as exc:  # a damaged file: build from the records instead
                 log.info("dense mirror snapshot not loaded: %s", exc)
                 saved = None
-        if saved is None and not self._may_build and not 0 < _rows(raw) <= SMALL_BUILD_ROWS:
+        if saved is None and not self._may_build and not 0 < rows_ever(raw) <= SMALL_BUILD_ROWS:
             with self._lock:
                 self._state = "off"
             return
@@ -347,11 +347,6 @@ class DenseMirror(LogFollower):
             self._ids = SeqIds()
             self._where = {}
             self._state = "closed"
-
-
-def _rows(raw: Any) -> int:
-    """Rows the store ever held (an upper bound of what a build reads; one index lookup)."""
-    return int(raw.execute("SELECT max(seq) FROM memory").fetchone()[0] or 0)
 
 
 def _store_id(raw: Any) -> str | None:
