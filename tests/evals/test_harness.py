@@ -7,9 +7,11 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -160,11 +162,18 @@ asyncio.run(run_suite(RunConfig(suite={suite!r}, memory="off", passes=3, max_ste
 """
 
 
-def test_resume_after_a_killed_run_reruns_only_unfinished_episodes(tmp_path: Path) -> None:
+def test_resume_after_a_killed_run_reruns_only_unfinished_episodes(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     suite = write_suite(tmp_path / "mini.json", [("click-button", "train")])
     out = tmp_path / "killed"
     script = RESUMABLE.format(tests=str(Path(__file__).parent), suite=str(suite), out=str(out))
+    # the killed browser cannot remove its profile: give it a TMPDIR that the test removes
+    # (a short one: Chromium's socket paths must fit in 108 bytes)
+    scratch = tempfile.mkdtemp(prefix="af-killed-")
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
     proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
+                            env={**os.environ, "TMPDIR": scratch},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(read_episodes(out)) < 1:
