@@ -6,7 +6,9 @@ hnswlib file and one array of live labels per namespace, and `manifest.json`, wr
 names them with the store's id (`meta.store_id`) and the `memory_vector_log` id the graphs are
 exact for. It is written under a temporary name and renamed into place, so a reader sees a whole
 snapshot or none; the newest valid one is loaded and the log after its head is applied as usual.
-Older snapshots are removed after a save. Anything unreadable, from another store, or ahead of
+Older snapshots are removed after a save, and so are temporary directories that a process
+killed while saving left behind (untouched for `STALE_TMP_S`: a save under way writes into its
+own every few seconds at most). Anything unreadable, from another store, or ahead of
 the database's log is ignored: the mirror is then built from the records, as without snapshots.
 """
 
@@ -16,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +30,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 _PREFIX = "snapshot-"
+_TMP = ".tmp-"
+STALE_TMP_S = 3600.0  # a temporary snapshot directory untouched this long is a dead save's
 
 
 @dataclass
@@ -50,7 +55,7 @@ def save(
     log id `head`; remove older snapshots. Returns its directory."""
     directory.mkdir(parents=True, exist_ok=True)
     name = f"{_PREFIX}{head:012d}-{uuid.uuid4().hex[:8]}"
-    tmp = directory / f".tmp-{name}"
+    tmp = directory / f"{_TMP}{name}"
     tmp.mkdir()
     entries = {}
     for i, (namespace, (index, dim, live, marked)) in enumerate(sorted(graphs.items())):
@@ -66,10 +71,25 @@ def save(
     }
     (tmp / MANIFEST).write_text(json.dumps(manifest))
     os.replace(tmp, directory / name)
-    for old in directory.iterdir():  # older snapshots; a save under way keeps its .tmp- name
-        if old.name.startswith(_PREFIX) and old.name != name and _head_of(old.name) <= head:
+    for old in directory.iterdir():
+        if _superseded(old.name, name, head) or (old.name.startswith(_TMP) and _stale(old)):
             shutil.rmtree(old, ignore_errors=True)
     return directory / name
+
+
+def _superseded(name: str, saved: str, head: int) -> bool:
+    """Whether `name` is a snapshot older than the one just saved (a save under way still has
+    its temporary name)."""
+    return name.startswith(_PREFIX) and name != saved and _head_of(name) <= head
+
+
+def _stale(path: Path) -> bool:
+    """Whether nothing in `path` (a temporary snapshot directory) changed for `STALE_TMP_S`."""
+    try:
+        times = [path.stat().st_mtime, *(f.stat().st_mtime for f in path.iterdir())]
+    except OSError:  # removed meanwhile: its save finished
+        return False
+    return time.time() - max(times) > STALE_TMP_S
 
 
 def newest(
@@ -121,6 +141,6 @@ def _read(
 
 def _head_of(name: str) -> int:
     try:
-        return int(name.removeprefix(".tmp-").removeprefix(_PREFIX).split("-")[0])
+        return int(name.removeprefix(_TMP).removeprefix(_PREFIX).split("-")[0])
     except ValueError:
         return -1

@@ -4,6 +4,7 @@ file, a rolled-back write), and it stands aside (None) whenever it cannot answer
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agentforge.memory import dense_mirror
+from agentforge.memory import dense_mirror, dense_snapshot
 from agentforge.memory.embedders import HashEmbedder
 from agentforge.memory.engine import Memory
 from agentforge.memory.index import NumpyVectorIndex
@@ -367,6 +368,26 @@ def test_close_saves_only_after_enough_changes_and_keeps_the_newest(
     m.close()
     (newer,) = snapshots(db)
     assert newer != first and not first.exists()
+
+
+def test_a_save_removes_what_a_killed_save_left_but_not_a_save_under_way(
+    db: Path, small_snapshots: None
+) -> None:
+    root = db.parent / "dense-mirror" / db.name
+    root.mkdir(parents=True)
+    dead, busy = root / ".tmp-snapshot-000000000003-dead", root / ".tmp-snapshot-000000000004-busy"
+    for path in (dead, busy):
+        path.mkdir()
+        (path / "graph-0.bin").write_bytes(b"partial")
+    old = time.time() - dense_snapshot.STALE_TMP_S - 60
+    for path in (dead / "graph-0.bin", dead):
+        os.utime(path, (old, old))
+    m = open_memory(db)
+    m.retain(FACTS[:20])
+    mirror_search(m, "key")
+    m.close()
+    assert len(snapshots(db)) == 1
+    assert not dead.exists() and busy.exists()
 
 
 def test_snapshot_mode_loads_a_snapshot_but_never_builds(
