@@ -84,7 +84,11 @@ class Memory:
         self.namespace = parse_namespace(namespace)
         self.weights = weights or FusionWeights()
         self._tunings: dict[str, RecallTuning | None] = {}  # namespace -> tuned, None: not tuned
-        self._tuning_loads: dict[str, asyncio.Future[RecallTuning]] = {}
+        # per event loop (a future belongs to its loop; sync calls run on `_thread`'s loop
+        # while callers may await on theirs) and namespace
+        self._tuning_loads: dict[
+            tuple[asyncio.AbstractEventLoop, str], asyncio.Future[RecallTuning]
+        ] = {}
         self._recaller: MicroBatcher[RecallRequest, RecallResult] = MicroBatcher(
             lambda reqs: recall_batch(self.c, reqs), max_batch=256, max_wait_ms=0.0
         )
@@ -231,11 +235,12 @@ class Memory:
     async def _load_tuning(self, ns: str) -> None:
         """One store read per namespace however many recalls wait for it (they then submit
         together, so the batcher still coalesces them)."""
-        load = self._tuning_loads.get(ns)
+        key = (asyncio.get_running_loop(), ns)
+        load = self._tuning_loads.get(key)
         if load is None:
             load = asyncio.ensure_future(asyncio.to_thread(self.tuning, ns))
-            self._tuning_loads[ns] = load
-            load.add_done_callback(lambda _: self._tuning_loads.pop(ns, None))
+            self._tuning_loads[key] = load
+            load.add_done_callback(lambda _: self._tuning_loads.pop(key, None))
         await asyncio.shield(load)
 
     def tuning(self, namespace: str | Sequence[str] | None = None) -> RecallTuning:
