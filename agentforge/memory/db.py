@@ -3,6 +3,7 @@ SQLAlchemy URL."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.pool import StaticPool
 from sqlmodel import SQLModel
 
-from agentforge.errors import ConfigError
+from agentforge.errors import ConfigError, MemoryStoreError
 from agentforge.memory import records  # noqa: F401  (registers the tables)
 from agentforge.memory.keyword import FTS_COLUMNS, TOKENIZE
 from agentforge.memory.records import VIEW_SQL_COLUMNS
@@ -86,6 +87,55 @@ _PG_FTS_DDL = (
 )
 
 
+LEND_TIMEOUT_S = 120.0  # how long a thread waits for an in-memory database's one connection
+
+
+class _LentStaticPool(StaticPool):
+    """An in-memory database lives in one connection (`StaticPool`), which is lent to one
+    thread at a time; the same thread may take it again (nested sessions, as before).
+
+    Shared freely, two threads' transactions interleaved on it: a second `BEGIN` failed ("cannot
+    start a transaction within a transaction"), and one session's commit or reset-on-return
+    rollback ended the other's transaction half-way: a recall beside a retain, or two event
+    loops on one `Memory`, failed or lost writes. A file database gives each thread its own
+    connection and needs none of this."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._turn = threading.Condition()
+        self._holder: int | None = None
+        self._depth = 0
+
+    def _do_get(self) -> Any:
+        me = threading.get_ident()
+        with self._turn:
+            if self._holder != me:
+                if not self._turn.wait_for(lambda: self._holder is None, LEND_TIMEOUT_S):
+                    raise MemoryStoreError(
+                        f"the in-memory database was held by another thread for "
+                        f"{LEND_TIMEOUT_S:g} s"
+                    )
+                self._holder = me
+            self._depth += 1
+        try:
+            return super()._do_get()
+        except BaseException:
+            self._give_back()
+            raise
+
+    def _do_return_conn(self, record: Any) -> None:
+        super()._do_return_conn(record)
+        self._give_back()
+
+    def _give_back(self) -> None:
+        # from whichever thread returns it (a connection closed by the garbage collector, too)
+        with self._turn:
+            self._depth -= 1
+            if self._depth == 0:
+                self._holder = None
+                self._turn.notify_all()
+
+
 def _sqlite_engine(url: str) -> Engine:
     in_memory = url in {"sqlite://", "sqlite:///:memory:"}
     if not in_memory:
@@ -94,7 +144,7 @@ def _sqlite_engine(url: str) -> Engine:
             raise ConfigError(f"database directory does not exist: {path.parent}")
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 60}}
     if in_memory:
-        kwargs["poolclass"] = StaticPool
+        kwargs["poolclass"] = _LentStaticPool
     engine = create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -400,3 +402,76 @@ def test_keyword_channel_matches_any_query_word_within_the_filters(memory: Memor
     assert memory.recall("the of and", weights=keyword).hits == []
     odd = memory.recall("France' | !capital:* & (", weights=keyword).hits  # no syntax leaks
     assert [h.id for h in odd] == [paris, lisbon]
+
+
+def test_retains_recalls_and_tool_calls_at_once_lose_nothing(memory: Memory) -> None:
+    """What an agent run does on one loop (a prefetched recall beside a write). On SQLite in
+    memory, whose one connection the worker threads share, their transactions interleaved: a
+    second BEGIN failed, and one session's rollback ended another's write half-way."""
+
+    async def rounds() -> list[object]:
+        await memory.aretain([f"Base fact {i} about the warehouse in Lyon." for i in range(30)])
+        out: list[object] = []
+        for i in range(15):
+            out += await asyncio.gather(
+                memory.aretain([f"Shipment {i}-{j} left the dock at {j}." for j in range(3)]),
+                memory.arecall(f"shipment {i}", k=3),
+                memory.arecord_tool_call("python_run", success=True, latency_ms=2.0),
+                memory.arecall("warehouse in Lyon", k=3),
+                return_exceptions=True,
+            )
+        return out
+
+    outcomes = asyncio.run(rounds())
+    assert [o for o in outcomes if isinstance(o, BaseException)] == []
+    stats = memory.stats()["namespaces"]["default"]
+    assert stats["total"] == 30 + 15 * 3
+    found = memory.recall("Shipment 7-2 left the dock", k=1).hits
+    assert found[0].content == "Shipment 7-2 left the dock at 2."
+
+
+def test_one_memory_serves_its_own_loop_and_two_others_at_once(
+    memory: Memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sync calls run on the memory's private loop while callers await on theirs: a namespace's
+    first recalls on each loop wait for its tuning at the same time (slowed here so that they
+    do). A load shared between loops failed with "attached to a different loop"."""
+    memory.retain(["The staging login is in the vault.", "Deploys run on Fridays."])
+    memory.reload_tuning()
+    tuning = Memory.tuning
+
+    def slow_tuning(self: Memory, namespace: object = None) -> object:
+        time.sleep(0.2)
+        return tuning(self, namespace)
+
+    monkeypatch.setattr(Memory, "tuning", slow_tuning)
+    start = threading.Barrier(3)
+    found: list[str] = []
+    errors: list[BaseException] = []
+
+    def sync_side() -> None:
+        start.wait()
+        try:
+            found.extend(memory.recall("staging login", k=1).hits[0].content for _ in range(3))
+        except BaseException as exc:
+            errors.append(exc)
+
+    def async_side() -> None:
+        async def recalls() -> list[RecallResult]:
+            return await asyncio.gather(*(memory.arecall("deploys", k=1) for _ in range(4)))
+
+        start.wait()
+        try:
+            found.extend(r.hits[0].content for r in asyncio.run(recalls()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=f) for f in (sync_side, async_side, async_side)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted(found) == ["Deploys run on Fridays."] * 8 + [
+        "The staging login is in the vault."
+    ] * 3
