@@ -4,6 +4,7 @@ wrappers that run the same coroutines on a private event loop thread."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Coroutine, Sequence
 from datetime import datetime
@@ -144,7 +145,7 @@ class Memory:
         level: Level | str = Level.EXPERIENCE,
         kind: str = "fact",
         title: str | None = None,
-        tags: Sequence[str] = (),
+        tags: str | Sequence[str] = (),
         metadata: dict[str, Any] | None = None,
         doc_id: str | None = None,
         provenance: Provenance | None = None,
@@ -167,10 +168,10 @@ class Memory:
             if isinstance(c, MemoryInput)
             else MemoryInput(
                 content=c if isinstance(c, str) else _text(c),
-                level=Level(level),
+                level=_level(level),
                 kind=kind,
                 title=title,
-                tags=list(tags),
+                tags=_names(tags) or [],
                 metadata=dict(metadata or {}),
                 doc_id=doc_id,
                 provenance=provenance or Provenance(),
@@ -178,6 +179,7 @@ class Memory:
             )
             for c in raw
         ]
+        _json_metadata(items)
         return await retain_items(self.c, self._ns(namespace), items, operation)
 
     def request(
@@ -187,9 +189,9 @@ class Memory:
         namespace: str | Sequence[str] | None = None,
         k: int | None = 10,
         token_budget: int | None = None,
-        levels: Sequence[Level | str] | None = None,
-        kinds: Sequence[str] | None = None,
-        tags: Sequence[str] | None = None,
+        levels: Level | str | Sequence[Level | str] | None = None,
+        kinds: str | Sequence[str] | None = None,
+        tags: str | Sequence[str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         as_of: datetime | None = None,
@@ -210,9 +212,9 @@ class Memory:
             namespace=ns,
             k=k,
             token_budget=token_budget,
-            levels=tuple(Level(v).value for v in levels) if levels else None,
-            kinds=tuple(kinds) if kinds else None,
-            tags=tuple(tags) if tags else None,
+            levels=_levels(levels),
+            kinds=tuple(_names(kinds) or ()) or None,
+            tags=tuple(_names(tags) or ()) or None,
             since=_utc(since),
             until=_utc(until),
             as_of=_utc(as_of),
@@ -327,8 +329,9 @@ class Memory:
         report.seconds = (utcnow() - start).total_seconds()
         return report
 
-    async def aforget(self, ids: Sequence[str], *, reason: str = "forgotten by user") -> str:
+    async def aforget(self, ids: str | Sequence[str], *, reason: str = "forgotten by user") -> str:
         """Close the validity of records (kept in history; `aundo` restores them)."""
+        ids = _names(ids) or []
         if not ids:
             raise InputError("nothing to forget: give at least one id")
         store = self.c.store
@@ -454,7 +457,7 @@ class Memory:
     def reflect(self, namespace: Any = None, **kwargs: Any) -> reflect_ops.ReflectReport:
         return self._run(self.areflect(namespace, **kwargs))
 
-    def forget(self, ids: Sequence[str], **kwargs: Any) -> str:
+    def forget(self, ids: str | Sequence[str], **kwargs: Any) -> str:
         return self._run(self.aforget(ids, **kwargs))
 
     def undo(self, op_id: str) -> Operation:
@@ -485,6 +488,37 @@ class Memory:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _names(value: str | Sequence[str] | None) -> list[str] | None:
+    """Tags, kinds or ids as a list: one string is one name, not its characters."""
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _level(name: Level | str) -> Level:
+    try:
+        return Level(name)
+    except ValueError:
+        known = ", ".join(level.value for level in Level)
+        raise InputError(f"unknown level {name!r}; choose from {known}") from None
+
+
+def _levels(value: Level | str | Sequence[Level | str] | None) -> tuple[str, ...] | None:
+    names = [value] if isinstance(value, (str, Level)) else list(value or ())
+    return tuple(_level(name).value for name in names) or None
+
+
+def _json_metadata(items: Sequence[MemoryInput]) -> None:
+    """Metadata is stored as JSON: say so here, not with the failed INSERT's SQL."""
+    for item in items:
+        try:
+            json.dumps(item.metadata)
+        except (TypeError, ValueError) as exc:
+            raise InputError(
+                f"metadata must be JSON (str, number, bool, list, dict): {exc}"
+            ) from None
 
 
 def _text(value: object) -> str:

@@ -94,6 +94,7 @@ class SQLStore:
     ) -> None:
         self.engine = engine
         self._writer = engine.execution_options(immediate=True)
+        self._closed = False
         self._keyword_index = keyword_index
         self._dense_mirror = dense_mirror
         # a database file only, as the view cache (below)
@@ -127,6 +128,7 @@ class SQLStore:
         return is_sqlite(self.engine) or is_postgresql(self.engine)
 
     def close(self) -> None:
+        self._closed = True
         if self._preload is not None:
             self._preload.stop()
         if self._keyword_index is not None:
@@ -139,6 +141,7 @@ class SQLStore:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One write transaction: committed on success, rolled back on any error."""
+        self._check_open()
         with Session(self._writer, expire_on_commit=False) as session:
             try:
                 yield session
@@ -149,8 +152,14 @@ class SQLStore:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
+        self._check_open()
         with Session(self.engine, expire_on_commit=False) as session:
             yield session  # closing the session ends its (read-only) transaction
+
+    def _check_open(self) -> None:
+        # after close() the engine would open a new connection: to an empty database in memory
+        if self._closed:
+            raise MemoryStoreError("the memory store is closed")
 
     # --- operations and history -------------------------------------------------------------
 

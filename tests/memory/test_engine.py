@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from agentforge.errors import InputError, NotFoundError
+from agentforge.errors import InputError, MemoryStoreError, NotFoundError
 from agentforge.memory import recall as recall_module
 from agentforge.memory.embedders import BatchingEmbedder, HashEmbedder
 from agentforge.memory.engine import Memory
@@ -475,3 +475,35 @@ def test_one_memory_serves_its_own_loop_and_two_others_at_once(
     assert sorted(found) == ["Deploys run on Fridays."] * 8 + [
         "The staging login is in the vault."
     ] * 3
+
+
+def test_one_string_is_one_tag_kind_level_or_id(memory: Memory) -> None:
+    """`tags="ops"` was stored as the tags o, p and s, and a recall filtered by it found none."""
+    rid = memory.retain("Rotate the API keys every quarter.", tags="ops", kind="policy").ids[0]
+    memory.retain("Lunch is at noon.", tags=["social"])
+    hits = memory.recall("API keys", tags="ops", kinds="policy", levels="experience").hits
+    assert [(h.id, h.tags) for h in hits] == [(rid, ["ops"])]
+    memory.forget(rid)
+    assert memory.recall("API keys", tags="ops").hits == []
+
+
+def test_a_bad_level_or_metadata_is_an_input_error_that_stores_nothing(memory: Memory) -> None:
+    memory.retain("Kept fact.")
+    with pytest.raises(InputError, match="unknown level 'bogus'; choose from episode"):
+        memory.recall("fact", levels=["bogus"])
+    with pytest.raises(InputError, match="unknown level"):
+        memory.retain("Another fact.", level="bogus")
+    with pytest.raises(InputError, match="metadata must be JSON"):
+        memory.retain(["Fine fact.", MemoryInput(content="Odd", metadata={"at": object()})])
+    assert memory.stats()["namespaces"]["default"]["total"] == 1
+
+
+def test_a_closed_memory_says_so(memory: Memory) -> None:
+    """Closed, an in-memory store's engine opened a new, empty database: "no such table"."""
+    memory.retain("Kept fact.")
+    memory.close()
+    with pytest.raises(MemoryStoreError, match="closed"):
+        memory.recall("fact")
+    with pytest.raises(MemoryStoreError, match="closed"):
+        memory.retain("Late fact.")
+    memory.close()  # again: nothing happens
