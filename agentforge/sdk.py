@@ -44,6 +44,9 @@ class RunResult(BaseModel):
     tokens: int
     cost: float
     seconds: float
+    # why the run stopped: "answered", "answered at the step budget", "<what> budget",
+    # "environment done", or "error" (the model failed: `answer` says how)
+    stop_reason: str | None = None
 
 
 class Forge:
@@ -223,7 +226,7 @@ class Forge:
             outcome=verdict.get("outcome", "unknown"), reward=verdict.get("reward"),
             status="finished", steps=values.get("steps", []),
             actions=values.get("action_count", 0), tokens=values.get("tokens", 0),
-            cost=values.get("cost", 0.0), seconds=seconds)
+            cost=values.get("cost", 0.0), seconds=seconds, stop_reason=final.get("reason"))
 
 
 def _registry(tools: Sequence[Tool | str] | None) -> ToolRegistry:

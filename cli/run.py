@@ -105,15 +105,19 @@ class _null:
 
 
 def _print_result(result: RunResult, as_json: bool) -> None:
+    """The result; then, if the model failed (a wrong model name, no key, the provider down),
+    exit 1 like any other error, so that scripts notice."""
     if as_json:
         print_json(result)
-        return
-    console.print(
-        f"[bold]{result.outcome}[/bold]  run {result.run_id}  "
-        f"{result.actions} steps, {result.tokens} tokens, ${result.cost:.4f}, "
-        f"{result.seconds:.1f} s"
-    )
-    console.print(result.answer, markup=False, highlight=False)
+    else:
+        console.print(
+            f"[bold]{result.outcome}[/bold]  run {result.run_id}  "
+            f"{result.actions} steps, {result.tokens} tokens, ${result.cost:.4f}, "
+            f"{result.seconds:.1f} s"
+        )
+        console.print(result.answer, markup=False, highlight=False)
+    if result.stop_reason == "error":
+        raise typer.Exit(1)
 
 
 def run(

@@ -31,6 +31,10 @@ from agentforge.types import Level, MemoryInput, Outcome, Provenance, Trust
 # runs that stopped on a budget before answering; and the reasons after which no replan runs
 UNANSWERED = {"step budget", "tokens budget", "cost budget", "seconds budget", "steps budget"}
 NO_REPLAN = UNANSWERED | {"answered at the step budget"}
+# the model failed (a wrong model name, no key, the provider down): nothing about the task was
+# learnt, so no judge runs (it would fail the same way), the outcome is `unknown`, and an episode
+# that took no action is not retained
+MODEL_ERROR = "error"
 
 
 class Judgement(BaseModel):
@@ -60,6 +64,11 @@ async def verify(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any
                                      reason=f"environment reward {reward:g}")
             emit(runtime, state, "judged", "verify", outcome=outcome, reward=reward)
             return {"verdict": dump(verdict)}
+    if final.get("reason") == MODEL_ERROR:
+        verdict = ReflectionStep(outcome="unknown", judged_by="runtime",
+                                 reason="the model failed (see the answer): no verdict")
+        emit(runtime, state, "judged", "verify", outcome=verdict.outcome, reason=verdict.reason)
+        return {"verdict": dump(verdict)}
     if final.get("reason") in UNANSWERED:  # stopped before answering: nothing for a judge to pass
         reason = f"the run stopped on its {final['reason']} before answering"
         verdict = ReflectionStep(outcome="failure", judged_by="runtime", reason=reason)
@@ -185,6 +194,9 @@ async def retain(state: RunState, runtime: Runtime[RunContext]) -> dict[str, Any
     verdict = ReflectionStep.model_validate(state["verdict"])
     if ctx.memory is None or not ctx.learn:
         return {}
+    final = state.get("final") or {}
+    if final.get("reason") == MODEL_ERROR and not state.get("action_count"):
+        return {}  # the model failed before the run did anything: no trajectory to keep
     run_id, ns = state["run_id"], state["namespace"]
     meta = {"run_id": run_id, "outcome": verdict.outcome, "reward": verdict.reward,
             "template": state.get("template"), "actions": state.get("action_count", 0),

@@ -45,3 +45,17 @@ def test_resuming_a_finished_run_is_a_clear_error(tmp_path: Path) -> None:
     )
     proc = run_process(tmp_path, "runs", "resume", run["run_id"], "--model", "test")
     assert proc.returncode == 2 and "already finished" in proc.stderr
+
+
+def test_a_model_that_fails_exits_1_and_teaches_memory_nothing(tmp_path: Path) -> None:
+    """A mistyped model (litellm knows no such provider; no network is needed to say so): the
+    run stops on the model's error, no judge runs, no episode is kept, and the exit is 1."""
+    result = invoke(
+        tmp_path, "run", "Say hello", "--model", "nosuchprovider/x", "--tools", "memory", "--json"
+    )
+    assert result.exit_code == 1, result.output
+    run = json.loads(result.stdout)
+    assert run["stop_reason"] == "error" and "the model failed" in run["answer"]
+    assert run["outcome"] == "unknown" and run["steps"][-1]["judged_by"] == "runtime"
+    stats = json.loads(invoke(tmp_path, "memory", "stats", "--json").stdout)
+    assert "episode" not in stats["namespaces"].get("default", {}).get("levels", {})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agentforge.errors import NotFoundError
+from agentforge.errors import LLMError, NotFoundError
 from agentforge.llm import Message, ScriptedLLM, ToolSpec
 from agentforge.memory.engine import Memory
 from agentforge.runtime.events import Event
@@ -203,6 +203,33 @@ def test_a_passed_answer_no_tool_result_states_is_not_learned_from(
     assert "Look prices up with lookup_price" in planner[0]  # recalled, yet not credited:
     record = memory.c.store.get(lesson.id)
     assert (record.successes, record.failures, record.utility) == (0, 0, 0.5)
+
+
+def test_a_model_error_ends_the_run_unjudged_and_keeps_only_a_trajectory(
+    tmp_path: Path, memory: Memory
+) -> None:
+    """The provider fails after the run looked the price up: no judge runs, the outcome is
+    `unknown` (nothing credited), and the episode is kept for the action it took; one that
+    fails before any action leaves no episode."""
+
+    def fails_after(actions: int):
+        def reply(messages: Sequence[Message], tools: Sequence[ToolSpec]) -> str | Message:
+            r = role(messages)
+            if r == "executor" and sum(m.role == "tool" for m in messages) >= actions:
+                raise LLMError("the provider is down")
+            assert r in ("planner", "executor"), f"{r} asked after the model failed"
+            return shop_reply()(messages, tools)
+
+        return ScriptedLLM(reply)
+
+    result = forge(tmp_path, memory, fails_after(1)).run("What does an apple cost?")
+    assert result.stop_reason == "error" and "the provider is down" in result.answer
+    assert result.outcome == "unknown" and result.steps[-1]["judged_by"] == "runtime"
+    assert result.actions == 1
+    assert memory.stats()["namespaces"]["default"]["levels"] == {"episode": 1}
+    result = forge(tmp_path, memory, fails_after(0)).run("What does a pear cost?")
+    assert result.stop_reason == "error" and result.actions == 0
+    assert memory.stats()["namespaces"]["default"]["levels"] == {"episode": 1}
 
 
 def test_an_identical_call_is_not_run_again(tmp_path: Path, memory: Memory) -> None:
