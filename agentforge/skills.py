@@ -125,10 +125,12 @@ def load_skill(path: str | Path) -> Skill:
 
 
 def discover_skills(root: str | Path) -> list[Skill]:
-    """Every skill in the folders under `root` (sorted by name); duplicate names are an error."""
+    """Every skill in the folders under `root` (sorted by name); duplicate names, and a `root`
+    that is not a directory (a typo would otherwise leave the agent without its skills,
+    silently), are errors."""
     root = Path(root)
     if not root.is_dir():
-        return []
+        raise InputError(f"{root}: no such skills directory")
     skills: dict[str, Skill] = {}
     for file in sorted(root.glob(f"*/{SKILL_FILE}")):
         skill = load_skill(file)

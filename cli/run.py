@@ -37,6 +37,15 @@ ToolsOpt = Annotated[
     str | None,
     typer.Option("--tools", help="Comma-separated tool groups: browser,http,python,files,memory."),
 ]
+SkillsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--skills",
+        metavar="DIR",
+        help="A folder of <name>/SKILL.md skills (repeatable), e.g. what "
+        "`agentforge memory export-skills` wrote.",
+    ),
+]
 StepsOpt = Annotated[int, typer.Option("--max-steps", help="Most tool-calling steps.", min=1)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 NsOpt = Annotated[
@@ -46,13 +55,19 @@ NsOpt = Annotated[
 
 
 def _forge(
-    ctx: typer.Context, model: str | None, tools: str | None, namespace: str | None
+    ctx: typer.Context,
+    model: str | None,
+    tools: str | None,
+    namespace: str | None,
+    skills: list[str] | None = None,
 ) -> Forge:
     from agentforge.sdk import Forge
 
     settings = load_settings(ctx)
     groups = [t.strip() for t in tools.split(",") if t.strip()] if tools else None
-    return Forge(model=model, tools=groups, settings=settings, namespace=namespace)
+    return Forge(
+        model=model, tools=groups, settings=settings, namespace=namespace, skills=skills or ()
+    )
 
 
 def _render_event(event: Event) -> None:
@@ -127,11 +142,12 @@ def run(
     tools: ToolsOpt = None,
     max_steps: StepsOpt = 20,
     namespace: NsOpt = None,
+    skills: SkillsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a task end to end: recall → plan → act → judge → learn."""
     with errors():
-        forge = _forge(ctx, model, tools, namespace)
+        forge = _forge(ctx, model, tools, namespace, skills)
         try:
             result = asyncio.run(_drive(forge, as_json, task=task, max_steps=max_steps))
         finally:
@@ -200,11 +216,12 @@ def resume_run(
     model: ModelOpt = None,
     tools: ToolsOpt = None,
     namespace: NsOpt = None,
+    skills: SkillsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Continue an interrupted run from its last checkpoint."""
     with errors():
-        forge = _forge(ctx, model, tools, namespace)
+        forge = _forge(ctx, model, tools, namespace, skills)
         try:
             result = asyncio.run(_drive(forge, as_json, run_id=run_id, resume=True))
         finally:

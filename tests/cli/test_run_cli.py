@@ -32,6 +32,7 @@ def test_user_mistakes_are_one_line_and_exit_2(tmp_path: Path) -> None:
         ["runs", "resume", "nope", "--model", "test"],
         ["run", "   ", "--model", "test"],
         ["run", "x", "--model", "test", "--tools", "no-such-tool"],
+        ["run", "x", "--model", "test", "--skills", str(tmp_path / "no-such-dir")],
     ):
         proc = run_process(tmp_path, *args)
         assert proc.returncode == 2, (args, proc.stderr)
@@ -59,3 +60,20 @@ def test_a_model_that_fails_exits_1_and_teaches_memory_nothing(tmp_path: Path) -
     assert run["outcome"] == "unknown" and run["steps"][-1]["judged_by"] == "runtime"
     stats = json.loads(invoke(tmp_path, "memory", "stats", "--json").stdout)
     assert "episode" not in stats["namespaces"].get("default", {}).get("levels", {})
+
+
+def test_run_loads_skills_from_the_folders_it_is_given(tmp_path: Path) -> None:
+    folder = tmp_path / "skills" / "greet"
+    folder.mkdir(parents=True)
+    (folder / "SKILL.md").write_text(
+        "---\ndescription: Greet the user by name.\n---\n1. Say hello to the user.\n"
+    )
+    args = ["run", "Say hello", "--model", "test", "--tools", "memory", "--json"]
+    result = invoke(tmp_path, *args, "--skills", str(tmp_path / "skills"))
+    assert result.exit_code == 0, result.output
+    stats = json.loads(invoke(tmp_path, "memory", "stats", "--json").stdout)
+    assert stats["namespaces"]["default"]["levels"].get("skill", 0) >= 1
+    hits = json.loads(
+        invoke(tmp_path, "memory", "recall", "greet the user", "--level", "skill", "--json").stdout
+    )
+    assert any("Greet the user by name" in h["content"] for h in hits["hits"])

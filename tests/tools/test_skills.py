@@ -150,7 +150,8 @@ def test_discover_and_duplicates(tmp_path: Path) -> None:
     write(tmp_path, "copy", CHECKOUT)
     with pytest.raises(InputError, match="already defined"):
         discover_skills(tmp_path)
-    assert discover_skills(tmp_path / "missing") == []
+    with pytest.raises(InputError, match="no such skills directory"):
+        discover_skills(tmp_path / "missing")  # a typo must not leave the agent without skills
 
 
 def test_tools_py_beside_the_skill(tmp_path: Path) -> None:
