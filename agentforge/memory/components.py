@@ -31,7 +31,9 @@ async def sync_records(
     c: Components, records: Sequence[MemoryRecord], vectors: dict[str, np.ndarray] | None = None
 ) -> None:
     """Bring the index in line with `records` (upsert active ones, remove the others), then mark
-    them synced. Safe to repeat: a crash before the mark leaves them pending for `reconcile`."""
+    them synced. Safe to repeat: a crash before the mark leaves them pending for `reconcile`.
+    A record given twice (changed twice in one operation) counts once, as given last."""
+    records = list({r.id: r for r in records}.values())
     by_ns: dict[str, list[MemoryRecord]] = {}
     for record in records:
         by_ns.setdefault(record.namespace, []).append(record)

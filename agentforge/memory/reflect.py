@@ -73,8 +73,30 @@ def _keeper_first(a: MemoryRecord, b: MemoryRecord) -> tuple[MemoryRecord, Memor
     return (a, b) if rank(a) >= rank(b) else (b, a)
 
 
+@dataclass
+class _Usage:
+    """A record's usage as the merges planned so far leave it: a keeper that absorbs a second
+    duplicate adds it to what it absorbed already (each absorb holds the running totals)."""
+
+    recalls: int
+    successes: int
+    failures: int
+    tags: set[str]
+
+    @classmethod
+    def of(cls, record: MemoryRecord) -> _Usage:
+        return cls(record.recalls, record.successes, record.failures, set(record.tags))
+
+    def absorb(self, other: _Usage) -> None:
+        self.recalls += other.recalls
+        self.successes += other.successes
+        self.failures += other.failures
+        self.tags |= other.tags
+
+
 def plan_merges(records: list[MemoryRecord], policy: ReflectPolicy, budget: _Clock) -> list[Change]:
     changes: list[Change] = []
+    usage: dict[str, _Usage] = {}
     groups: dict[tuple[str, str], list[MemoryRecord]] = {}
     for r in records:
         if r.level != Level.EPISODE.value:
@@ -96,7 +118,8 @@ def plan_merges(records: list[MemoryRecord], policy: ReflectPolicy, budget: _Clo
                     continue
                 keep, drop = _keeper_first(group[i], other)
                 gone.add(drop.id)
-                s, f = keep.successes + drop.successes, keep.failures + drop.failures
+                kept = usage.setdefault(keep.id, _Usage.of(keep))
+                kept.absorb(usage.get(drop.id) or _Usage.of(drop))
                 changes.append(
                     Change(
                         drop.id,
@@ -114,11 +137,11 @@ def plan_merges(records: list[MemoryRecord], policy: ReflectPolicy, budget: _Clo
                         keep.id,
                         "absorb",
                         {
-                            "recalls": keep.recalls + drop.recalls,
-                            "successes": s,
-                            "failures": f,
-                            "utility": utility(s, f),
-                            "tags": sorted(set(keep.tags) | set(drop.tags)),
+                            "recalls": kept.recalls,
+                            "successes": kept.successes,
+                            "failures": kept.failures,
+                            "utility": utility(kept.successes, kept.failures),
+                            "tags": sorted(kept.tags),
                         },
                         f"absorbed {drop.id}",
                     )

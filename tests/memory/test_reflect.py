@@ -55,6 +55,28 @@ def test_merges_near_duplicates_into_the_more_useful_one_and_undo_restores(memor
     assert memory.check()["ok"]
 
 
+def test_a_keeper_of_three_near_duplicates_sums_all_of_their_usage(memory: Memory) -> None:
+    """The second absorb was computed from the keeper as stored, so it overwrote the first
+    (the first duplicate's recalls, successes and tags were lost), and the keeper reached the
+    index twice in one upsert: reflect failed after its commit, the index left stale."""
+    a = memory.retain("the cart button is at the top right", doc_id="a").ids[0]
+    b = memory.retain("The cart button is at the top right!", doc_id="b").ids[0]
+    c = memory.retain("The cart button is at the top right.", doc_id="c").ids[0]
+    _set(memory, a, successes=1, recalls=2, tags=["x"], utility=utility(1, 0))
+    _set(memory, b, successes=2, recalls=3, tags=["ui"], utility=utility(2, 0))
+    _set(memory, c, failures=1, recalls=1, tags=["y"], utility=utility(0, 1))
+    report = memory.reflect()
+    assert report.counts() == {"merge": 2, "absorb": 2}
+    assert {_status(memory, r) for r in (a, c)} == {"merged"} and _status(memory, b) == "active"
+    keeper = memory.c.store.get(b)
+    assert (keeper.recalls, keeper.successes, keeper.failures) == (6, 3, 1)
+    assert keeper.tags == ["ui", "x", "y"] and keeper.utility == utility(3, 1)
+    assert memory.check()["ok"]
+    memory.undo(report.op_id)
+    assert {_status(memory, r) for r in (a, b, c)} == {"active"}
+    assert memory.c.store.get(b).successes == 2 and memory.check()["ok"]
+
+
 def test_forgets_failing_and_stale_items_but_never_episodes(memory: Memory) -> None:
     failing = memory.retain("always click the first link").ids[0]
     stale = memory.retain("an old unused note about fonts").ids[0]
