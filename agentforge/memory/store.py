@@ -483,6 +483,25 @@ class SQLStore:
         with self.read() as s:
             return self._dense_mirror.warm(s.connection())
 
+    def pending_ids(self) -> list[str]:
+        """The records whose index entry must still be brought in line."""
+        with self.read() as s:
+            return list(
+                s.exec(select(MemoryRecord.id).where(MemoryRecord.index_state == "pending")).all()
+            )
+
+    def pending_records(self, ids: Sequence[str]) -> list[MemoryRecord]:
+        """Those of `ids` that are still pending, as they are now."""
+        with self.read() as s:
+            return list(
+                s.exec(
+                    select(MemoryRecord).where(
+                        col(MemoryRecord.id).in_(list(ids)),  # type: ignore[call-overload]
+                        MemoryRecord.index_state == "pending",
+                    )
+                ).all()
+            )
+
     def pending_index(self, limit: int = 2000) -> list[MemoryRecord]:
         with self.read() as s:
             return list(

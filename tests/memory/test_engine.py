@@ -14,14 +14,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, update
+from sqlmodel import col
 
 from agentforge.errors import InputError, MemoryStoreError, NotFoundError
 from agentforge.memory import recall as recall_module
+from agentforge.memory.components import reconcile
 from agentforge.memory.embedders import BatchingEmbedder, HashEmbedder
 from agentforge.memory.engine import Memory
 from agentforge.memory.fusion import FusionWeights
 from agentforge.memory.index import NumpyVectorIndex
+from agentforge.memory.records import MemoryRecord
 from agentforge.memory.store import SQLStore
 from agentforge.types import Level, MemoryInput, RecallResult
 
@@ -507,3 +510,35 @@ def test_a_closed_memory_says_so(memory: Memory) -> None:
     with pytest.raises(MemoryStoreError, match="closed"):
         memory.retain("Late fact.")
     memory.close()  # again: nothing happens
+
+
+def test_reconcile_applies_what_was_pending_when_it_started(
+    memory: Memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening beside a writer that never pauses: each round of reconcile found the writer's
+    newest pending records and went on, so the open waited until the writer stopped (38 s)."""
+    ids = memory.retain([f"Fact {i} about the harbour." for i in range(6)]).ids
+    store = memory.c.store
+
+    def mark_pending(record_id: str) -> None:
+        with store.write() as s:
+            s.exec(
+                update(MemoryRecord)
+                .where(col(MemoryRecord.id) == record_id)
+                .values(index_state="pending")
+            )
+
+    mark_pending(ids[0])  # what a crash left
+    upserts: list[list[str]] = []
+    upsert = memory.c.index.upsert
+
+    async def upsert_while_another_writes(namespace: str, batch: list[str], *args, **kwargs):
+        upserts.append(list(batch))
+        await upsert(namespace, batch, *args, **kwargs)
+        if len(upserts) < 5:
+            mark_pending(ids[len(upserts)])  # another process's change, committed meanwhile
+
+    monkeypatch.setattr(memory.c.index, "upsert", upsert_while_another_writes)
+    assert asyncio.run(reconcile(memory.c)) == 1
+    assert upserts == [[ids[0]]]
+    assert store.pending_ids() == [ids[1]]  # left to the writer that made it
