@@ -22,6 +22,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def utility(successes: int, failures: int) -> float:
+    """Laplace-smoothed success rate: (s + 1) / (s + f + 2)."""
+    return (successes + 1) / (successes + failures + 2)
+
+
 def as_utc(value: datetime) -> datetime:
     """An aware UTC datetime; a naive one is taken to be UTC already."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from agentforge.memory.components import Components
-from agentforge.memory.records import MemoryRecord, utcnow
+from agentforge.memory.records import MemoryRecord, utcnow, utility
 from agentforge.memory.store import blob_to_vector
 from agentforge.types import Level, Status
 
@@ -59,11 +59,6 @@ class ReflectReport:
         for change in self.changes:
             out[change.action] = out.get(change.action, 0) + 1
         return out
-
-
-def utility(successes: int, failures: int) -> float:
-    """Laplace-smoothed success rate: (s + 1) / (s + f + 2)."""
-    return (successes + 1) / (successes + failures + 2)
 
 
 def _keeper_first(a: MemoryRecord, b: MemoryRecord) -> tuple[MemoryRecord, MemoryRecord]:

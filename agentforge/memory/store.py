@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import Engine, func, insert, update
 from sqlmodel import Session, col, select
 
-from agentforge.errors import MemoryStoreError, NotFoundError
+from agentforge.errors import ConfigError, MemoryStoreError, NotFoundError
 from agentforge.memory.bm25 import KeywordIndex
 from agentforge.memory.db import is_postgresql, is_sqlite, is_sqlite_file, make_engine
 from agentforge.memory.dense_mirror import DenseMirror, DenseMirrorMode, available
@@ -39,8 +39,10 @@ from agentforge.memory.records import (
     RecordView,
     Row,
     ToolRecord,
+    as_utc,
     as_view,
     utcnow,
+    utility,
     view_from_raw,
     views,
 )
@@ -251,7 +253,14 @@ class SQLStore:
             return list(s.exec(stmt).all())
 
     def undo(self, op_id: str) -> Operation:
-        """Restore every record an operation changed to its state before it, newest first."""
+        """Restore every record an operation changed to its state before it, newest first.
+
+        Later operations are kept, not silently reverted with it: usage counters are restored
+        by the operation's own delta (credits since stay counted), and a record whose other
+        changed fields moved since refuses the undo, naming the operation to undo first. A keyed
+        fact brought back beside a value of its key written after the operation is superseded
+        by it, as it would have been without the operation (two current values of one key
+        contradict)."""
         with self.write() as s:
             op = s.get(Operation, op_id)
             if op is None:
@@ -263,6 +272,7 @@ class SQLStore:
                 .where(HistoryEntry.op_id == op_id)
                 .order_by(col(HistoryEntry.id).desc())
             ).all()
+            self._check_unchanged_since(s, op_id, entries)
             undo_op = self.begin_operation(
                 s, "undo", op.namespace, undoes=op_id, changes=len(entries)
             )
@@ -285,11 +295,70 @@ class SQLStore:
                         valid_to=utcnow(),
                     )
                 elif entry.before:
-                    restored = {k: _restore_value(k, v) for k, v in entry.before.items()}
+                    restored = _restored(record, entry)
                     self.change(s, undo_op, record, "restore", reason=f"undo {op_id}", **restored)
+                    self._superseded_since(s, undo_op, record, op)
             op.undone_by = undo_op.id
             s.add(op)
             return undo_op
+
+    def _check_unchanged_since(
+        self, s: Session, op_id: str, entries: Sequence[HistoryEntry]
+    ) -> None:
+        """Refuse the undo if a field the operation set (counters aside) holds another value
+        now: a later operation changed it, and restoring would silently revert that one."""
+        newest: dict[tuple[str, str], tuple[int, Any]] = {}  # entries come newest first
+        for entry in entries:
+            if entry.action == "create" or not entry.after or is_meta_key(entry.record_id):
+                continue
+            for name, value in entry.after.items():
+                if name not in _COUNTED:
+                    newest.setdefault((entry.record_id, name), (entry.id or 0, value))
+        records = self.fetch(s, list({record_id for record_id, _ in newest}))
+        for (record_id, name), (entry_id, after) in newest.items():
+            record = records.get(record_id)
+            if record is None or _same(name, getattr(record, name), after):
+                continue
+            later = s.exec(
+                select(HistoryEntry.op_id)
+                .where(HistoryEntry.record_id == record_id, col(HistoryEntry.id) > entry_id)
+                .order_by(col(HistoryEntry.id).desc())
+            ).first()
+            raise ConfigError(
+                f"cannot undo {op_id}: memory {record_id} changed since ({name}"
+                + (f", by operation {later}); undo that first" if later else ")"),
+                op_id=op_id,
+                record_id=record_id,
+            )
+
+    def _superseded_since(
+        self, s: Session, undo_op: Operation, record: MemoryRecord, op: Operation
+    ) -> None:
+        """A keyed fact made active again while a value of its key written after `op` is
+        current: that value supersedes it, as it would have without `op` (values that were
+        active together before `op` stay so: that is the state undo restores)."""
+        if not record.key or record.status != Status.ACTIVE.value or record.valid_to is not None:
+            return
+        s.flush()
+        since = as_utc(op.started_at)
+        newer = [
+            r
+            for r in self.active_where(s, record.namespace, key=record.key)
+            if r.id != record.id and as_utc(r.valid_from) >= since
+        ]
+        if not newer:
+            return
+        newest = max(newer, key=lambda r: (as_utc(r.valid_from), r.seq or 0))
+        self.change(
+            s,
+            undo_op,
+            record,
+            "supersede",
+            reason=f"undo {op.id}: {newest.id} is a newer value of {record.key}",
+            status=Status.SUPERSEDED.value,
+            valid_to=max(as_utc(newest.valid_from), as_utc(record.valid_from)),
+            superseded_by=newest.id,
+        )
 
     def _undo_meta(self, s: Session, undo_op: Operation, entry: HistoryEntry, op_id: str) -> None:
         """Put a `meta` value an operation changed back (deleted if it had none before)."""
@@ -626,6 +695,36 @@ def _is_active() -> Any:
 
 def is_meta_key(record_id: str) -> bool:
     return record_id.startswith(META_KEY_PREFIXES)
+
+
+_COUNTED = {"recalls", "successes", "failures", "utility"}  # usage: restored by delta
+
+
+def _restored(record: MemoryRecord, entry: HistoryEntry) -> dict[str, Any]:
+    """The values that undo `entry`: its `before` for plain fields; for a usage counter, the
+    value now less what the entry added (so that later credits stay); utility from those."""
+    after = entry.after or {}
+    out: dict[str, Any] = {}
+    for name, value in (entry.before or {}).items():
+        if name == "utility":
+            continue
+        if name in _COUNTED and name in after:
+            out[name] = max(0, getattr(record, name) - ((after[name] or 0) - (value or 0)))
+        else:
+            out[name] = _restore_value(name, value)
+    if "utility" in (entry.before or {}):
+        successes = out.get("successes", record.successes)
+        failures = out.get("failures", record.failures)
+        out["utility"] = utility(successes, failures)
+    return out
+
+
+def _same(name: str, current: Any, stored: Any) -> bool:
+    """Whether a field's value equals one history stored (datetimes compared as instants)."""
+    value = _restore_value(name, stored)
+    if isinstance(value, datetime) and isinstance(current, datetime):
+        return as_utc(value) == as_utc(current)
+    return bool(_jsonable(current) == stored)
 
 
 def _jsonable(value: Any) -> Any:

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, update
 from sqlmodel import col
 
-from agentforge.errors import InputError, MemoryStoreError, NotFoundError
+from agentforge.errors import ConfigError, InputError, MemoryStoreError, NotFoundError
 from agentforge.memory import recall as recall_module
 from agentforge.memory.components import reconcile
 from agentforge.memory.embedders import BatchingEmbedder, HashEmbedder
@@ -542,3 +542,47 @@ def test_reconcile_applies_what_was_pending_when_it_started(
     assert asyncio.run(reconcile(memory.c)) == 1
     assert upserts == [[ids[0]]]
     assert store.pending_ids() == [ids[1]]  # left to the writer that made it
+
+
+def test_undo_keeps_what_later_operations_did(memory: Memory) -> None:
+    """Undoing a merge restored the keeper's counters as they were before it, wiping out the
+    credit a later run had given it."""
+    a = memory.retain("the cart button is at the top right", doc_id="a").ids[0]
+    b = memory.retain("The cart button is at the top right!", doc_id="b").ids[0]
+    merge = memory.reflect()
+    assert merge.counts() == {"merge": 1, "absorb": 1}
+    keeper = b if memory.c.store.get(a).status == "merged" else a
+    memory.recall("cart button", run_id="run-1")
+    memory.record_outcome("run-1", "success")
+    memory.undo(merge.op_id)
+    record = memory.c.store.get(keeper)
+    assert (record.successes, record.failures, record.utility) == (1, 0, pytest.approx(2 / 3))
+    assert {memory.c.store.get(r).status for r in (a, b)} == {"active"}
+
+
+def test_undo_refuses_to_revert_a_later_operation_silently(memory: Memory) -> None:
+    rid = memory.retain("Backups run at midnight.").ids[0]
+    forget = memory.forget(rid)
+    restore = memory.undo(forget).id
+    later = memory.forget(rid)
+    with pytest.raises(ConfigError, match=f"changed since \\(status, by operation {later}\\)"):
+        memory.undo(restore)  # would make the record active again behind `later`'s back
+    assert memory.c.store.get(rid).status == "forgotten"
+    memory.undo(later)
+    memory.undo(restore)
+    assert memory.c.store.get(rid).status == "forgotten"
+
+
+def test_an_undone_forget_beside_a_newer_value_of_its_key_is_superseded(memory: Memory) -> None:
+    """Bringing back "Friday" after "Monday" was retained for the same key left two current
+    values of one key; it is superseded by the newer one, as a retain would have done."""
+    friday = memory.retain("Deploys happen on Friday.", metadata={"key": "deploy.day"}).ids[0]
+    forget = memory.forget(friday)
+    monday = memory.retain("Deploys happen on Monday.", metadata={"key": "deploy.day"}).ids[0]
+    memory.undo(forget)
+    old, new = memory.c.store.get(friday), memory.c.store.get(monday)
+    assert (old.status, old.superseded_by, new.status) == ("superseded", monday, "active")
+    assert [h.id for h in memory.recall("when do deploys happen", k=3).hits][:1] == [monday]
+    between = old.valid_from + (new.valid_from - old.valid_from) / 2  # Friday was current then
+    then = memory.recall("when do deploys happen", k=3, as_of=between)
+    assert [h.id for h in then.hits][:1] == [friday]
