@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agentforge.errors import InputError
 from agentforge.llm import LLM
 from agentforge.llm.budget import BudgetMeter
 from agentforge.memory.engine import Memory
@@ -43,6 +44,20 @@ class Limits:
     distill_items: int = 3
     distill_max_tokens: int = 600
     skill_min_score: float = 0.02  # fused recall score at which a skill is considered a match
+
+    def __post_init__(self) -> None:
+        """`max_steps=0` ran a run that could take no step and called it a failure."""
+        bad = [
+            f"{name}={value}"
+            for name, value in vars(self).items()
+            if isinstance(value, int)
+            and name != "tool_timeout_s"
+            and value < (0 if name == "max_replans" else 1)
+        ]
+        if self.tool_timeout_s <= 0:
+            bad.append(f"tool_timeout_s={self.tool_timeout_s}")
+        if bad:
+            raise InputError(f"run limits must be positive: {', '.join(bad)}")
 
 
 @dataclass

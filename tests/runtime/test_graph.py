@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from agentforge.errors import LLMError, NotFoundError
+from agentforge.errors import InputError, LLMError, NotFoundError
 from agentforge.llm import Message, ScriptedLLM, ToolSpec
 from agentforge.memory.engine import Memory
+from agentforge.runtime.context import Limits
 from agentforge.runtime.events import Event
 from agentforge.sdk import Forge, RunResult
 from agentforge.settings import Settings
@@ -351,3 +352,12 @@ def test_each_model_step_gets_one_recall_started_as_the_last_action_ended(
     logged = [r for r in memory.c.store.recall_log(limit=100) if r.run_id == run_id]
     plan_recalls = len(logged) - len(step_recalls)
     assert plan_recalls == 1  # the plan's (its skill lookup is not logged)
+
+
+def test_limits_that_allow_no_run_are_an_input_error(tmp_path: Path, memory: Memory) -> None:
+    """`max_steps=0` ran a run that could take no step and judged it a failure."""
+    with pytest.raises(InputError, match="run limits must be positive: max_steps=0"):
+        forge(tmp_path, memory, shop_agent()).run("What does an apple cost?", max_steps=0)
+    with pytest.raises(InputError, match="max_replans=-1, tool_timeout_s=0"):
+        Limits(max_replans=-1, tool_timeout_s=0)
+    assert Limits(max_replans=0).max_replans == 0
