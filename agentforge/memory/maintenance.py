@@ -24,7 +24,7 @@ EXPORT_FORMAT = "agentforge-memory/1"
 
 async def check(c: Components) -> dict[str, Any]:
     """Compare the store's active records with the index, namespace by namespace."""
-    pending = len(await asyncio.to_thread(c.store.pending_index, 1_000_000))
+    pending = len(await asyncio.to_thread(c.store.pending_ids))
     report: dict[str, Any] = {"ok": pending == 0, "pending": pending, "namespaces": {}}
     namespaces = set(await asyncio.to_thread(c.store.namespaces)) | set(await c.index.namespaces())
     for ns in sorted(namespaces):

@@ -571,14 +571,6 @@ class SQLStore:
                 ).all()
             )
 
-    def pending_index(self, limit: int = 2000) -> list[MemoryRecord]:
-        with self.read() as s:
-            return list(
-                s.exec(
-                    select(MemoryRecord).where(MemoryRecord.index_state == "pending").limit(limit)
-                ).all()
-            )
-
     def mark_synced(self, ids: Sequence[str]) -> None:
         if not ids:
             return
